@@ -171,4 +171,18 @@ pub trait OrderRepository: Send + Sync {
 
     /// A refund by id.
     async fn get_refund(&self, refund_id: RefundId) -> Result<Refund, RepositoryError>;
+
+    /// The order whose current payment has this provider intent id.
+    async fn find_by_payment_intent(&self, intent_id: &str) -> Result<Order, RepositoryError>;
+
+    /// Records a provider webhook event in the inbox. `true` the first time
+    /// an event id is seen, `false` for a duplicate delivery (nothing
+    /// written), so a delivery is acted on once.
+    async fn record_webhook_event(
+        &self,
+        provider: &str,
+        event_id: &str,
+        event_type: &str,
+        received_at: OffsetDateTime,
+    ) -> Result<bool, RepositoryError>;
 }
