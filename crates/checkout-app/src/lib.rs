@@ -19,5 +19,5 @@ pub mod sinks;
 pub mod workers;
 
 pub use error::AppError;
-pub use processor::{OrderProcessor, PlacedOrder};
+pub use processor::{OrderProcessor, PlacedOrder, WebhookOutcome};
 pub use settings::CheckoutSettings;

@@ -1022,3 +1022,61 @@ impl OrderProcessor {
         Ok(status == ReservationStatus::Confirmed)
     }
 }
+
+/// What a provider webhook delivery led to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WebhookOutcome {
+    /// First delivery of this event; the order (if any) was settled.
+    Processed,
+    /// A redelivery: recorded before, nothing changed twice.
+    Duplicate,
+    /// An event type the checkout does not act on (acknowledged).
+    Ignored,
+}
+
+impl OrderProcessor {
+    /// Acts on a verified provider event. The order is settled from the
+    /// payment's current status at the provider — never from the event — so
+    /// duplicates and out-of-order deliveries can't move an order backwards.
+    /// The event is recorded in the inbox after it was acted on, so a
+    /// delivery that failed half-way is processed again when the provider
+    /// retries it.
+    pub async fn handle_payment_event(
+        &self,
+        provider: &str,
+        event: &checkout_ports::ProviderEvent,
+    ) -> Result<WebhookOutcome, AppError> {
+        let acts = matches!(
+            event.event_type.as_str(),
+            "payment_intent.succeeded"
+                | "payment_intent.payment_failed"
+                | "payment_intent.canceled"
+                | "payment_intent.processing"
+                | "payment_intent.requires_action"
+                | "charge.refunded"
+        );
+        if acts {
+            if let Some(intent_id) = &event.intent_id {
+                match self.settle_payment_intent(intent_id).await {
+                    Ok(order) => {
+                        info!(order_id = %order.id(), event_type = %event.event_type, state = %order.state(), "webhook settled order")
+                    }
+                    Err(AppError::NotFound) => info!(
+                        intent_id,
+                        "webhook for a payment the checkout does not know"
+                    ),
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        let first = self
+            .repo
+            .record_webhook_event(provider, &event.event_id, &event.event_type, self.now())
+            .await?;
+        Ok(match (first, acts) {
+            (false, _) => WebhookOutcome::Duplicate,
+            (true, true) => WebhookOutcome::Processed,
+            (true, false) => WebhookOutcome::Ignored,
+        })
+    }
+}

@@ -12,6 +12,7 @@ pub mod idempotency;
 pub mod inventory;
 pub mod payments;
 pub mod repository;
+pub mod webhooks;
 
 pub use clock::{Clock, IdGenerator, SystemClock, UuidGenerator};
 pub use events::{EventSink, OutboxRecord, OutboxStats, OutboxStore, SinkError};
@@ -26,6 +27,7 @@ pub use payments::{
 pub use repository::{
     NewRefund, OrderPage, OrderQuery, OrderRepository, Refund, RefundRecordStatus, RepositoryError,
 };
+pub use webhooks::{ProviderEvent, WebhookError, WebhookVerifier};
 
 #[cfg(feature = "mocks")]
 pub use clock::{MockClock, MockIdGenerator};
@@ -39,3 +41,5 @@ pub use inventory::{MockInventoryPort, MockStockAdmin};
 pub use payments::MockPaymentProvider;
 #[cfg(feature = "mocks")]
 pub use repository::MockOrderRepository;
+#[cfg(feature = "mocks")]
+pub use webhooks::MockWebhookVerifier;
