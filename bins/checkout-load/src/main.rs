@@ -1,0 +1,262 @@
+//! `checkout-load`: drives a running checkout service with realistic carts
+//! and reports throughput, latency percentiles and status codes.
+//!
+//! Two modes: closed loop (`--concurrency N` clients, each sending its next
+//! order when the last one answered) measures peak throughput; fixed rate
+//! (`--rate R`) sends R orders per second whatever the answers and measures
+//! latency from each request's *scheduled* time, so a stalled server shows
+//! up in the percentiles instead of hiding (coordinated omission).
+//!
+//! Carts: 1–3 distinct books from `--books` load-test titles, quantities 1–2,
+//! random customers, a fraction with an `Idempotency-Key`. Prices are chosen
+//! so that every total is below 100.00 and not `.13`: the mock provider pays
+//! them all, so any status but 201 is unexpected and fails the run.
+
+#![allow(clippy::print_stdout, clippy::print_stderr)] // a CLI reports on stdout/stderr
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use hdrhistogram::Histogram;
+use serde::Serialize;
+use serde_json::json;
+use tokio::sync::Mutex;
+
+#[derive(Debug, Parser, Clone)]
+#[command(version, about = "Load generator for the BookVerse checkout service")]
+struct Args {
+    /// Base URL of the service.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// Concurrent clients (closed loop); with --rate, the most requests in flight.
+    #[arg(long, short = 'c', default_value_t = 16)]
+    concurrency: usize,
+    /// How long to run, in seconds.
+    #[arg(long, short = 'd', default_value_t = 10.0)]
+    duration: f64,
+    /// Fixed-rate mode: orders per second (open loop).
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Distinct load-test books to spread orders over.
+    #[arg(long, default_value_t = 1000)]
+    books: usize,
+    /// Create (or reset) the load-test books in the local stock first.
+    #[arg(long)]
+    seed_stock: bool,
+    /// Fraction of orders sent with an Idempotency-Key.
+    #[arg(long, default_value_t = 0.2)]
+    idempotent_fraction: f64,
+    /// Warm-up seconds before measuring.
+    #[arg(long, default_value_t = 1.0)]
+    warmup: f64,
+    /// Print one JSON document instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct Report {
+    mode: String,
+    concurrency: usize,
+    target_rate: Option<f64>,
+    duration_s: f64,
+    requests: u64,
+    orders_per_s: f64,
+    latency_ms: Percentiles,
+    statuses: BTreeMap<String, u64>,
+    unexpected: u64,
+    errors: u64,
+    ok: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct Percentiles {
+    p50: f64,
+    p90: f64,
+    p99: f64,
+    p99_9: f64,
+    max: f64,
+    mean: f64,
+}
+
+struct Tally {
+    hist: Histogram<u64>,
+    statuses: BTreeMap<u16, u64>,
+    errors: u64,
+}
+
+const BOOK_PRICE: &str = "12.50";
+
+fn book_id(i: usize) -> String {
+    format!("bk-load-{i:05}")
+}
+
+fn cart(books: usize, rng: &mut fastrand::Rng) -> serde_json::Value {
+    let lines = rng.usize(1..=3).min(books);
+    let mut picked: Vec<usize> = Vec::with_capacity(lines);
+    while picked.len() < lines {
+        let b = rng.usize(0..books);
+        if !picked.contains(&b) {
+            picked.push(b);
+        }
+    }
+    let items: Vec<_> = picked
+        .iter()
+        .map(|b| json!({"book_id": book_id(*b), "quantity": rng.u32(1..=2), "unit_price": BOOK_PRICE}))
+        .collect();
+    json!({
+        "customer_id": format!("cust-{}", rng.u32(1..=100_000)),
+        "currency": "USD",
+        "items": items,
+        "tax_rate": "0.08",
+        "shipping_cost": "4.99",
+        "payment_method": {"type": "card", "token": "pm_card_visa"}
+    })
+}
+
+async fn seed(client: &reqwest::Client, args: &Args) -> anyhow::Result<()> {
+    for i in 0..args.books {
+        let res = client
+            .put(format!("{}/inventory/{}", args.url, book_id(i)))
+            .json(&json!({"available": 100_000_000, "price": BOOK_PRICE, "currency": "USD", "title": format!("Load test title {i}")}))
+            .send()
+            .await
+            .context("seeding the stock")?;
+        if !res.status().is_success() {
+            bail!("seeding {} answered {}", book_id(i), res.status());
+        }
+    }
+    Ok(())
+}
+
+async fn one_order(client: &reqwest::Client, args: &Args, rng: &mut fastrand::Rng) -> Result<u16, ()> {
+    let body = cart(args.books, rng);
+    let mut req = client.post(format!("{}/orders", args.url)).json(&body);
+    if rng.f64() < args.idempotent_fraction {
+        req = req.header("Idempotency-Key", format!("load-{:016x}{:016x}", rng.u64(..), rng.u64(..)));
+    }
+    match req.send().await {
+        Ok(res) => {
+            let status = res.status().as_u16();
+            // Read the body so the connection goes back to the pool.
+            let _ = res.bytes().await;
+            Ok(status)
+        }
+        Err(_) => Err(()),
+    }
+}
+
+fn record(t: &mut Tally, started: Instant, outcome: Result<u16, ()>) {
+    let micros = started.elapsed().as_micros().min(u128::from(u64::MAX)) as u64;
+    let _ = t.hist.record(micros.max(1));
+    match outcome {
+        Ok(s) => *t.statuses.entry(s).or_default() += 1,
+        Err(()) => t.errors += 1,
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.concurrency.max(1))
+        .timeout(Duration::from_secs(30))
+        .build()?;
+    if args.seed_stock {
+        seed(&client, &args).await?;
+    }
+    let tally = Arc::new(Mutex::new(Tally { hist: Histogram::new_with_bounds(1, 60_000_000, 3)?, statuses: BTreeMap::new(), errors: 0 }));
+    let measuring = Arc::new(AtomicBool::new(false));
+    let warmup = Duration::from_secs_f64(args.warmup);
+    let run = Duration::from_secs_f64(args.duration);
+    let start = Instant::now();
+    let measure_from = start + warmup;
+    let end = measure_from + run;
+
+    let mut tasks = Vec::new();
+    match args.rate {
+        None => {
+            for w in 0..args.concurrency {
+                let (client, args, tally, measuring) = (client.clone(), args.clone(), tally.clone(), measuring.clone());
+                tasks.push(tokio::spawn(async move {
+                    let mut rng = fastrand::Rng::with_seed(w as u64 + 1);
+                    while Instant::now() < end {
+                        let t0 = Instant::now();
+                        let outcome = one_order(&client, &args, &mut rng).await;
+                        if measuring.load(Ordering::Relaxed) || t0 >= measure_from {
+                            record(&mut *tally.lock().await, t0, outcome);
+                        }
+                    }
+                }));
+            }
+        }
+        Some(rate) => {
+            if rate <= 0.0 {
+                bail!("--rate must be positive");
+            }
+            let interval = Duration::from_secs_f64(1.0 / rate);
+            let permits = Arc::new(tokio::sync::Semaphore::new(args.concurrency.max(1) * 64));
+            let mut n: u64 = 0;
+            loop {
+                let scheduled = start + interval.mul_f64(n as f64);
+                if scheduled >= end {
+                    break;
+                }
+                tokio::time::sleep_until(scheduled.into()).await;
+                let permit = permits.clone().acquire_owned().await?;
+                let (client, args, tally) = (client.clone(), args.clone(), tally.clone());
+                tasks.push(tokio::spawn(async move {
+                    let mut rng = fastrand::Rng::with_seed(n + 1);
+                    let outcome = one_order(&client, &args, &mut rng).await;
+                    if scheduled >= measure_from {
+                        // Latency from the scheduled send time.
+                        record(&mut *tally.lock().await, scheduled, outcome);
+                    }
+                    drop(permit);
+                }));
+                n += 1;
+            }
+        }
+    }
+    tokio::time::sleep_until(measure_from.into()).await;
+    measuring.store(true, Ordering::Relaxed);
+    for t in tasks {
+        let _ = t.await;
+    }
+    let elapsed = run.as_secs_f64();
+    let t = tally.lock().await;
+    let requests = t.hist.len();
+    let ms = |q: f64| t.hist.value_at_quantile(q) as f64 / 1000.0;
+    let unexpected: u64 = t.statuses.iter().filter(|(s, _)| **s != 201).map(|(_, n)| *n).sum();
+    let report = Report {
+        mode: if args.rate.is_some() { "fixed-rate".into() } else { "closed-loop".into() },
+        concurrency: args.concurrency,
+        target_rate: args.rate,
+        duration_s: elapsed,
+        requests,
+        orders_per_s: t.statuses.get(&201).copied().unwrap_or(0) as f64 / elapsed,
+        latency_ms: Percentiles { p50: ms(0.5), p90: ms(0.9), p99: ms(0.99), p99_9: ms(0.999), max: t.hist.max() as f64 / 1000.0, mean: t.hist.mean() / 1000.0 },
+        statuses: t.statuses.iter().map(|(s, n)| (s.to_string(), *n)).collect(),
+        unexpected,
+        errors: t.errors,
+        ok: unexpected == 0 && t.errors == 0 && requests > 0,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        println!(
+            "{} c={} {:.1}s: {} requests, {:.0} orders/s | p50 {:.2} ms p90 {:.2} p99 {:.2} p99.9 {:.2} max {:.2} | statuses {:?} errors {}",
+            report.mode, report.concurrency, elapsed, requests, report.orders_per_s, report.latency_ms.p50, report.latency_ms.p90,
+            report.latency_ms.p99, report.latency_ms.p99_9, report.latency_ms.max, report.statuses, report.errors
+        );
+    }
+    if !report.ok {
+        eprintln!("FAILED: {} unexpected statuses, {} transport errors", unexpected, t.errors);
+        std::process::exit(1);
+    }
+    Ok(())
+}
