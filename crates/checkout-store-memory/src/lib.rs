@@ -57,6 +57,9 @@ struct State {
     orders: HashMap<OrderId, Order>,
     audit: HashMap<OrderId, Vec<AuditEntry>>,
     outbox: Vec<OutboxRow>,
+    /// (order, sequence) of every outbox row: the unique key the database
+    /// enforces.
+    sequences: std::collections::HashSet<(OrderId, u32)>,
     refunds: HashMap<RefundId, Refund>,
     webhooks: std::collections::HashSet<(String, String)>,
     keys: HashMap<(String, String), KeyRow>,
@@ -98,10 +101,7 @@ fn write_changes(
 ) -> Result<(), RepositoryError> {
     for c in changes {
         for e in &c.events {
-            if s.outbox
-                .iter()
-                .any(|r| r.record.order_id == e.order_id && r.record.sequence == e.sequence)
-            {
+            if s.sequences.contains(&(e.order_id, e.sequence)) {
                 return Err(RepositoryError::Duplicate(format!(
                     "outbox sequence {} of order {}",
                     e.sequence, e.order_id
@@ -112,6 +112,7 @@ fn write_changes(
     for c in changes {
         s.audit.entry(order.id()).or_default().push(c.audit.clone());
         for e in &c.events {
+            s.sequences.insert((e.order_id, e.sequence));
             s.outbox.push(OutboxRow {
                 record: OutboxRecord {
                     id: e.id,
