@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# Load benchmark (`just bench`): builds in release, runs the service on a
+# fresh SQLite file (mock payments, no delays), sweeps concurrency with the
+# load generator, then does the same on PostgreSQL when BENCH_DATABASE_URL
+# (or TEST_DATABASE_URL) is set. In the same run it measures each database's
+# own ceiling for order-shaped work (../shared/bench/ceiling) and reports the
+# ratio service ÷ ceiling, the service's peak RSS and its start-to-ready time.
+#
+# Environment: BENCH_SECONDS (per step, default 10), BENCH_CONCURRENCY
+# (default "1 4 16 64"), BENCH_OUT (default bench-results/).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+SHARED=${SHARED:-$ROOT/../shared}
+SECS=${BENCH_SECONDS:-10}
+LEVELS=${BENCH_CONCURRENCY:-"1 4 16 64"}
+OUT=${BENCH_OUT:-$ROOT/bench-results}
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/bookverse-checkout/target}"
+mkdir -p "$OUT"
+RESULTS="$OUT/results.jsonl"
+: > "$RESULTS"
+
+echo "==> building (release)"
+cargo build --release -q -p checkout-service -p checkout-load
+SERVICE="$CARGO_TARGET_DIR/release/checkout-service"
+LOAD="$CARGO_TARGET_DIR/release/checkout-load"
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# start_service DB_URL → sets PID, URL, READY_MS
+start_service() {
+  local port; port=$(free_port)
+  URL="http://127.0.0.1:$port"
+  local t0; t0=$(date +%s%N)
+  CHECKOUT__SERVER__ADDR="127.0.0.1:$port" CHECKOUT__DATABASE__URL="$1" CHECKOUT__LOG__LEVEL=warn \
+    CHECKOUT__LOG__FORMAT=json CHECKOUT__INVENTORY__SEED_DEMO_CATALOG=false "$SERVICE" serve >"$OUT/service.log" 2>&1 &
+  PID=$!
+  for _ in $(seq 1 1000); do
+    if curl -fs "$URL/health/ready" >/dev/null 2>&1; then break; fi
+    sleep 0.005
+  done
+  curl -fs "$URL/health/ready" >/dev/null || { echo "service did not become ready"; cat "$OUT/service.log"; exit 1; }
+  READY_MS=$(( ($(date +%s%N) - t0) / 1000000 ))
+}
+
+stop_service() {
+  PEAK_RSS_KB=$(awk '/VmHWM/ {print $2}' "/proc/$PID/status" 2>/dev/null || echo 0)
+  kill -TERM "$PID" && wait "$PID" || true
+}
+
+# sweep DB_LABEL DB_URL CEILING
+sweep() {
+  local label=$1 url=$2 ceiling=$3
+  echo "==> $label: service on $url"
+  start_service "$url"
+  echo "    ready in ${READY_MS} ms"
+  "$LOAD" --url "$URL" --books 1000 --seed-stock --duration 1 --warmup 0 --concurrency 4 --json >/dev/null
+  for c in $LEVELS; do
+    local line
+    line=$("$LOAD" --url "$URL" --books 1000 --concurrency "$c" --duration "$SECS" --warmup 1 --json)
+    echo "    c=$c $line"
+    python3 - "$label" "$c" "$ceiling" "$READY_MS" "$line" >>"$RESULTS" <<'PY'
+import json, sys
+label, c, ceiling, ready, line = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+r = json.loads(line)
+r.update(db=label, concurrency=c, ceiling=ceiling, ratio=(r["orders_per_s"] / ceiling if ceiling else None), ready_ms=ready)
+print(json.dumps(r))
+PY
+  done
+  # p99 at 80 % of the peak rate, fixed-rate mode.
+  local peak
+  peak=$(python3 -c "import json,sys; print(max(json.loads(l)['orders_per_s'] for l in open('$RESULTS') if json.loads(l)['db']=='$label' and json.loads(l)['mode']=='closed-loop'))")
+  local rate; rate=$(python3 -c "print(round($peak*0.8))")
+  local fixed
+  fixed=$("$LOAD" --url "$URL" --books 1000 --concurrency 64 --rate "$rate" --duration "$SECS" --warmup 1 --json)
+  echo "    fixed rate $rate/s: $fixed"
+  stop_service
+  python3 - "$label" "$rate" "$ceiling" "$READY_MS" "$PEAK_RSS_KB" "$fixed" >>"$RESULTS" <<'PY'
+import json, sys
+label, rate, ceiling, ready, rss, line = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), sys.argv[6]
+r = json.loads(line)
+r.update(db=label, concurrency=None, fixed_rate=rate, ceiling=ceiling, ready_ms=ready, peak_rss_mb=round(rss / 1024, 1))
+print(json.dumps(r))
+PY
+  echo "    peak RSS $((PEAK_RSS_KB / 1024)) MB"
+}
+
+echo "==> SQLite ceiling"
+SQLITE_CEILING=$(cd "$SHARED/bench/ceiling/sqlite-ceiling" && SECS=$SECS cargo run --release -q 2>/dev/null | sed -n 's/.*orders_per_s=\([0-9]*\).*/\1/p')
+echo "    ${SQLITE_CEILING} orders/s"
+TMP=$(mktemp -d)
+sweep sqlite "sqlite://$TMP/bench.db" "$SQLITE_CEILING"
+rm -rf "$TMP"
+
+PG_URL=${BENCH_DATABASE_URL:-${TEST_DATABASE_URL:-}}
+if [ -n "$PG_URL" ]; then
+  base=${PG_URL%/*}
+  db="bench_$(date +%s)"
+  echo "==> PostgreSQL ceiling"
+  psql -q "$base/postgres" -c "DROP DATABASE IF EXISTS ceiling" -c "CREATE DATABASE ceiling"
+  psql -q "$base/ceiling" -f "$SHARED/bench/ceiling/schema.sql" >/dev/null
+  PG_CEILING=$(pgbench -n -M extended -c 16 -j 2 -T "$SECS" -f "$SHARED/bench/ceiling/order.pgbench" "$base/ceiling" 2>/dev/null | sed -n 's/^tps = \([0-9.]*\).*/\1/p' | head -1)
+  echo "    ${PG_CEILING} orders/s"
+  psql -q "$base/postgres" -c "CREATE DATABASE $db"
+  sweep postgres "$base/$db" "$PG_CEILING"
+  psql -q "$base/postgres" -c "DROP DATABASE IF EXISTS $db" -c "DROP DATABASE IF EXISTS ceiling" || true
+else
+  echo "==> PostgreSQL skipped: set BENCH_DATABASE_URL or TEST_DATABASE_URL"
+fi
+
+python3 "$ROOT/scripts/bench_report.py" "$RESULTS" "$OUT"
