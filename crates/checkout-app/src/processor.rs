@@ -19,9 +19,9 @@ use checkout_domain::{
     TransitionContext, TransitionDetail, UnavailableItem,
 };
 use checkout_ports::{
-    Clock, CreateIntent, IdGenerator, InventoryError, InventoryPort, NewRefund, OrderPage,
-    OrderQuery, OrderRepository, PaymentError, PaymentIntent, PaymentProvider, Refund,
-    RepositoryError, ReservationRequest, ReserveLine,
+    Clock, CreateIntent, IdGenerator, InventoryError, InventoryPort, LedgerError, NewRefund,
+    OrderPage, OrderQuery, OrderRepository, OrderStockLedger, PaymentError, PaymentIntent,
+    PaymentProvider, Refund, RepositoryError, ReservationRequest, ReserveLine, StockEffect,
 };
 use rust_decimal::Decimal;
 use serde_json::json;
@@ -109,6 +109,9 @@ pub struct OrderProcessor {
     clock: Arc<dyn Clock>,
     ids: Arc<dyn IdGenerator>,
     settings: CheckoutSettings,
+    /// Set when the order store also keeps the stock: stock effects then
+    /// commit with the order change (see `checkout_ports::ledger`).
+    ledger: Option<Arc<dyn OrderStockLedger>>,
 }
 
 impl std::fmt::Debug for OrderProcessor {
@@ -140,7 +143,15 @@ impl OrderProcessor {
             clock,
             ids,
             settings,
+            ledger: None,
         }
+    }
+
+    /// Commits stock effects in the order's own transactions (the order
+    /// store and the stock share a database).
+    pub fn with_stock_ledger(mut self, ledger: Arc<dyn OrderStockLedger>) -> Self {
+        self.ledger = Some(ledger);
+        self
     }
 
     pub fn settings(&self) -> &CheckoutSettings {
@@ -214,6 +225,11 @@ impl OrderProcessor {
                 .collect(),
             expires_at: now + self.settings.reservation_ttl,
         };
+        if let Some(ledger) = self.ledger.clone() {
+            return self
+                .run_ledger_pipeline(ledger.as_ref(), order, changes, request, cart, &actor, now)
+                .await;
+        }
         let reservation = match self.inventory.reserve(&request).await {
             Ok(r) => r,
             Err(InventoryError::Unavailable(items)) => {
@@ -292,6 +308,116 @@ impl OrderProcessor {
             return Err(e);
         }
         self.pay(order, cart.payment_method(), &actor).await
+    }
+
+    /// The pipeline when stock and orders share a transaction: price from
+    /// the catalog, then reserve and write the order in one commit.
+    #[allow(clippy::too_many_arguments)]
+    async fn run_ledger_pipeline(
+        &self,
+        ledger: &dyn OrderStockLedger,
+        order: Order,
+        changes: Vec<OrderChange>,
+        request: ReservationRequest,
+        cart: &Cart,
+        actor: &Option<String>,
+        now: OffsetDateTime,
+    ) -> Result<PlacedOrder, AppError> {
+        let books: Vec<_> = request.lines.iter().map(|l| l.book_id.clone()).collect();
+        let prices = match ledger.catalog_prices(&books).await {
+            Ok(p) => p,
+            Err(e) => {
+                return self
+                    .inventory_outage(order, changes, e.to_string(), actor, now)
+                    .await;
+            }
+        };
+        let validated = (order.clone(), changes.clone());
+        let (mut order, mut changes) = (order, changes);
+        if let Err(problem) = order.apply_catalog_prices(&prices) {
+            let (order, changes) = validated;
+            return self
+                .reject_pricing(order, changes, problem, actor, now)
+                .await;
+        }
+        order.attach_reservation(
+            ReservationRef {
+                id: request.reservation_id,
+                expires_at: request.expires_at,
+                status: ReservationStatus::Active,
+            },
+            now,
+        );
+        changes.push(
+            order.transition(
+                OrderState::Reserved,
+                ctx("Inventory reserved", now, actor)
+                    .metadata(json!({ "reservation_id": request.reservation_id })),
+            )?,
+        );
+        order.set_payment(Payment::begin(self.payments.name(), order.id(), 1), now);
+        changes.push(order.transition(
+            OrderState::ProcessingPayment,
+            ctx("Initiating payment", now, actor),
+        )?);
+        match ledger
+            .create_with_reservation(&order, &changes, &request, &prices)
+            .await
+        {
+            Ok(()) => {
+                m::changes_saved(&changes);
+                self.pay(order, cart.payment_method(), actor).await
+            }
+            Err(LedgerError::Inventory(e)) => {
+                let (mut order, mut changes) = validated;
+                match e {
+                    InventoryError::Unavailable(items) => {
+                        let detail = TransitionDetail::InventoryFailure {
+                            code: "insufficient_inventory".into(),
+                            message: "some books are not available in the requested quantity"
+                                .into(),
+                            unavailable_items: items.clone(),
+                        };
+                        changes.push(
+                            order.transition(
+                                OrderState::InventoryFailed,
+                                ctx("Insufficient inventory", now, actor)
+                                    .detail(detail)
+                                    .metadata(json!({ "unavailable_items": items })),
+                            )?,
+                        );
+                        self.create(&order, &changes).await?;
+                        Ok(PlacedOrder::InventoryUnavailable { order, items })
+                    }
+                    InventoryError::Pricing(problem) => {
+                        self.reject_pricing(order, changes, problem, actor, now)
+                            .await
+                    }
+                    other => {
+                        self.inventory_outage(order, changes, other.to_string(), actor, now)
+                            .await
+                    }
+                }
+            }
+            Err(LedgerError::Repository(e)) => Err(e.into()),
+        }
+    }
+
+    async fn inventory_outage(
+        &self,
+        mut order: Order,
+        mut changes: Vec<OrderChange>,
+        message: String,
+        actor: &Option<String>,
+        now: OffsetDateTime,
+    ) -> Result<PlacedOrder, AppError> {
+        warn!(error = %message, "inventory unavailable; cancelling order");
+        changes.push(order.transition(
+            OrderState::Cancelled,
+            ctx("Inventory service unavailable", now, actor).metadata(json!({ "error": message })),
+        )?);
+        self.create(&order, &changes).await?;
+        Ok(PlacedOrder::InventoryServiceUnavailable { order, message })
     }
 
     async fn reject_pricing(
@@ -595,12 +721,36 @@ impl OrderProcessor {
                 )?,
             );
         }
-        let saved = self.save_or_current(order, expected, &changes).await?;
-        if saved.state() == OrderState::PaymentFailed || saved.state() == OrderState::Cancelled {
-            if let Some(id) = to_release {
-                self.release_quietly(id).await;
+        let saved = match (self.ledger.clone(), to_release) {
+            (Some(ledger), Some(rid)) => match ledger
+                .save_with_stock(&order, expected, &changes, StockEffect::Release(rid))
+                .await
+            {
+                Ok(()) => {
+                    m::changes_saved(&changes);
+                    order
+                }
+                Err(LedgerError::Repository(RepositoryError::Conflict(id))) => {
+                    self.repo.get(id).await?
+                }
+                Err(LedgerError::Repository(e)) => return Err(e.into()),
+                Err(LedgerError::Inventory(e)) => {
+                    warn!(order_id = %order.id(), error = %e, "releasing with the failure failed; the reservation will expire");
+                    self.save_or_current(order, expected, &changes).await?
+                }
+            },
+            _ => {
+                let saved = self.save_or_current(order, expected, &changes).await?;
+                if saved.state() == OrderState::PaymentFailed
+                    || saved.state() == OrderState::Cancelled
+                {
+                    if let Some(id) = to_release {
+                        self.release_quietly(id).await;
+                    }
+                }
+                saved
             }
-        }
+        };
         Ok(
             if saved.state() == OrderState::PaymentFailed || saved.state() == OrderState::Cancelled
             {

@@ -10,6 +10,7 @@ pub mod clock;
 pub mod events;
 pub mod idempotency;
 pub mod inventory;
+pub mod ledger;
 pub mod payments;
 pub mod repository;
 pub mod webhooks;
@@ -21,6 +22,7 @@ pub use inventory::{
     InventoryError, InventoryPort, Reservation, ReservationLine, ReservationRequest, ReserveLine,
     StockAdmin, StockItem,
 };
+pub use ledger::{LedgerError, OrderStockLedger, StockEffect};
 pub use payments::{
     CreateIntent, PaymentError, PaymentIntent, PaymentProvider, ProviderRefund, RefundStatus,
 };
@@ -37,6 +39,8 @@ pub use events::{MockEventSink, MockOutboxStore};
 pub use idempotency::MockIdempotencyStore;
 #[cfg(feature = "mocks")]
 pub use inventory::{MockInventoryPort, MockStockAdmin};
+#[cfg(feature = "mocks")]
+pub use ledger::MockOrderStockLedger;
 #[cfg(feature = "mocks")]
 pub use payments::MockPaymentProvider;
 #[cfg(feature = "mocks")]

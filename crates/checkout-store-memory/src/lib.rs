@@ -14,10 +14,10 @@ use checkout_domain::{
     PriceMismatch, PricingProblem, RefundId, ReservationId, ReservationStatus, UnavailableItem,
 };
 use checkout_ports::{
-    IdempotencyBegin, IdempotencyError, IdempotencyStore, InventoryError, InventoryPort, NewRefund,
-    OrderPage, OrderQuery, OrderRepository, OutboxRecord, OutboxStats, OutboxStore, Refund,
-    RefundRecordStatus, RepositoryError, Reservation, ReservationLine, ReservationRequest,
-    StockAdmin, StockItem, StoredResponse,
+    IdempotencyBegin, IdempotencyError, IdempotencyStore, InventoryError, InventoryPort,
+    LedgerError, NewRefund, OrderPage, OrderQuery, OrderRepository, OrderStockLedger, OutboxRecord,
+    OutboxStats, OutboxStore, Refund, RefundRecordStatus, RepositoryError, Reservation,
+    ReservationLine, ReservationRequest, StockAdmin, StockEffect, StockItem, StoredResponse,
 };
 use time::OffsetDateTime;
 
@@ -728,5 +728,133 @@ impl OutboxStore for MemoryStore {
                 .map(|o| (now - o).as_seconds_f64().max(0.0))
                 .unwrap_or(0.0),
         })
+    }
+}
+
+#[async_trait]
+impl OrderStockLedger for MemoryStore {
+    async fn catalog_prices(
+        &self,
+        books: &[BookId],
+    ) -> Result<Vec<(BookId, Money)>, InventoryError> {
+        let s = self.lock();
+        Ok(books
+            .iter()
+            .filter_map(|b| s.stock.get(b).map(|i| (b.clone(), i.price)))
+            .collect())
+    }
+
+    async fn create_with_reservation(
+        &self,
+        order: &Order,
+        changes: &[OrderChange],
+        reservation: &ReservationRequest,
+        prices: &[(BookId, Money)],
+    ) -> Result<(), LedgerError> {
+        // One lock held throughout: the reservation and the order are one
+        // atomic step, as one database transaction would make them.
+        let mut s = self.lock();
+        if s.orders.contains_key(&order.id()) {
+            return Err(RepositoryError::Duplicate(format!("order {}", order.id())).into());
+        }
+        let mut mismatches = Vec::new();
+        for l in &reservation.lines {
+            let quoted = prices
+                .iter()
+                .find(|(b, _)| *b == l.book_id)
+                .map(|(_, p)| *p);
+            match (s.stock.get(&l.book_id), quoted) {
+                (Some(item), Some(q)) if item.price != q => mismatches.push(PriceMismatch {
+                    book_id: l.book_id.clone(),
+                    expected: q,
+                    catalog: item.price,
+                }),
+                (None, _) | (_, None) => {
+                    return Err(InventoryError::Pricing(PricingProblem::UnknownBooks(vec![
+                        l.book_id.clone(),
+                    ]))
+                    .into());
+                }
+                _ => {}
+            }
+        }
+        if !mismatches.is_empty() {
+            return Err(InventoryError::Pricing(PricingProblem::PriceMismatch(mismatches)).into());
+        }
+        let short: Vec<UnavailableItem> = reservation
+            .lines
+            .iter()
+            .filter_map(|l| {
+                let available = s.stock.get(&l.book_id).map(|i| i.available).unwrap_or(0);
+                (available < l.quantity.get()).then(|| UnavailableItem {
+                    book_id: l.book_id.clone(),
+                    requested: l.quantity.get(),
+                    available,
+                })
+            })
+            .collect();
+        if !short.is_empty() {
+            return Err(InventoryError::Unavailable(short).into());
+        }
+        let mut lines = Vec::new();
+        for l in &reservation.lines {
+            if let Some(item) = s.stock.get_mut(&l.book_id) {
+                item.available -= l.quantity.get();
+                item.reserved += l.quantity.get();
+                lines.push(ReservationLine {
+                    book_id: l.book_id.clone(),
+                    quantity: l.quantity,
+                    unit_price: item.price,
+                });
+            }
+        }
+        s.reservations.insert(
+            reservation.reservation_id,
+            Held {
+                status: HeldStatus::Active,
+                expires_at: reservation.expires_at,
+                lines,
+            },
+        );
+        write_changes(&mut s, order, changes).map_err(Into::into)
+    }
+
+    async fn save_with_stock(
+        &self,
+        order: &Order,
+        expected_version: u64,
+        changes: &[OrderChange],
+        effect: StockEffect,
+    ) -> Result<(), LedgerError> {
+        let mut s = self.lock();
+        let current = s.orders.get(&order.id()).ok_or(RepositoryError::NotFound)?;
+        if current.version() != expected_version {
+            return Err(RepositoryError::Conflict(order.id()).into());
+        }
+        match effect {
+            StockEffect::Confirm(id) => {
+                let held = s
+                    .reservations
+                    .get(&id)
+                    .cloned()
+                    .ok_or(InventoryError::NotFound)?;
+                match held.status {
+                    HeldStatus::Released => return Err(InventoryError::ReservationGone(id).into()),
+                    HeldStatus::Confirmed => {}
+                    HeldStatus::Active => {
+                        for l in &held.lines {
+                            if let Some(item) = s.stock.get_mut(&l.book_id) {
+                                item.reserved -= l.quantity.get();
+                            }
+                        }
+                        if let Some(h) = s.reservations.get_mut(&id) {
+                            h.status = HeldStatus::Confirmed;
+                        }
+                    }
+                }
+            }
+            StockEffect::Release(id) => release_locked(&mut s, id),
+        }
+        write_changes(&mut s, order, changes).map_err(Into::into)
     }
 }
