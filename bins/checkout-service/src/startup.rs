@@ -1,0 +1,383 @@
+//! Wiring: configuration → adapters → use cases → HTTP server and workers.
+//! The only place that knows every crate.
+
+use std::net::{SocketAddr, TcpListener};
+use std::str::FromStr;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use anyhow::Context;
+use async_trait::async_trait;
+use checkout_app::workers::{
+    OutboxRelay, PaymentReconciler, Purger, RelaySettings, ReservationConfirmer,
+    ReservationSweeper, run_until_cancelled,
+};
+use checkout_app::{CheckoutSettings, OrderProcessor, sinks::LogSink};
+use checkout_domain::{BookId, Currency, Money};
+use checkout_http::{AppState, HealthCheck, HttpSettings, ServerSettings};
+use checkout_payments_mock::{MockOptions, MockPaymentProvider};
+use checkout_ports::{
+    Clock, EventSink, IdGenerator, InventoryPort, PaymentProvider, StockAdmin, SystemClock,
+    UuidGenerator,
+};
+use checkout_store_sql::{SqlStore as SeaOrmStore, StoreOptions};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use rust_decimal::Decimal;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::config::Settings;
+use crate::demo_catalog;
+
+/// Parts a test may replace (a fixed clock, a fake provider).
+#[derive(Default)]
+pub struct Overrides {
+    pub clock: Option<Arc<dyn Clock>>,
+    pub payments: Option<Arc<dyn PaymentProvider>>,
+}
+
+impl std::fmt::Debug for Overrides {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Overrides")
+            .field("clock", &self.clock.is_some())
+            .field("payments", &self.payments.is_some())
+            .finish()
+    }
+}
+
+/// The background workers of one service instance; tests drive them by hand.
+#[derive(Debug, Clone)]
+pub struct Workers {
+    pub sweeper: ReservationSweeper,
+    pub reconciler: PaymentReconciler,
+    pub confirmer: ReservationConfirmer,
+    pub relay: Arc<OutboxRelay>,
+    pub purger: Arc<Purger>,
+}
+
+/// A built service: bound, not yet serving until awaited.
+pub struct Application {
+    address: SocketAddr,
+    server: actix_web::dev::Server,
+    workers: Workers,
+    store: SeaOrmStore,
+    processor: OrderProcessor,
+    tasks: Vec<JoinHandle<()>>,
+    token: CancellationToken,
+}
+
+impl std::fmt::Debug for Application {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Application")
+            .field("address", &self.address)
+            .finish()
+    }
+}
+
+struct StoreHealth(SeaOrmStore);
+
+#[async_trait]
+impl HealthCheck for StoreHealth {
+    async fn ready(&self) -> bool {
+        self.0.ping().await
+    }
+}
+
+/// The Prometheus recorder, installed once per process.
+pub fn metrics_handle() -> Option<PrometheusHandle> {
+    static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let buckets = [
+                0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+            ];
+            PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &buckets)
+                .and_then(|b| b.install_recorder())
+                .map_err(|e| warn!(error = %e, "metrics recorder not installed"))
+                .ok()
+        })
+        .clone()
+}
+
+/// Connects to the database and applies the migrations.
+pub async fn connect_store(settings: &Settings) -> anyhow::Result<SeaOrmStore> {
+    let options = StoreOptions {
+        max_connections: settings.database.max_connections,
+        ..StoreOptions::default()
+    };
+    let store = SeaOrmStore::connect(settings.database.url.expose(), options)
+        .await
+        .context("database.url: cannot open the database")?;
+    store.migrate().await.context("applying migrations")?;
+    Ok(store)
+}
+
+async fn seed_demo_catalog(stock: &dyn StockAdmin) -> anyhow::Result<()> {
+    if !stock
+        .list_stock()
+        .await
+        .context("reading the stock")?
+        .is_empty()
+    {
+        return Ok(());
+    }
+    for (id, title, price, copies) in demo_catalog::BOOKS {
+        let price = Money::new(Decimal::from_str(price)?, Currency::USD)?;
+        stock
+            .upsert_stock(&BookId::parse(*id)?, title, price, *copies)
+            .await
+            .context("seeding the demo catalog")?;
+    }
+    info!(
+        books = demo_catalog::BOOKS.len(),
+        "seeded the demo catalog into the empty local stock"
+    );
+    Ok(())
+}
+
+impl Application {
+    /// Builds the whole service from `settings`.
+    pub async fn build(settings: Settings, overrides: Overrides) -> anyhow::Result<Application> {
+        let store = connect_store(&settings).await?;
+        let clock: Arc<dyn Clock> = overrides.clock.unwrap_or_else(|| Arc::new(SystemClock));
+        let ids: Arc<dyn IdGenerator> = Arc::new(UuidGenerator);
+
+        let (inventory, stock): (Arc<dyn InventoryPort>, Option<Arc<dyn StockAdmin>>) =
+            match settings.inventory.mode.as_str() {
+                "local" => {
+                    let local = Arc::new(store.clone());
+                    if settings.inventory.seed_demo_catalog {
+                        seed_demo_catalog(local.as_ref()).await?;
+                    }
+                    (local.clone(), Some(local))
+                }
+                _ => {
+                    let client =
+                        checkout_inventory_http::HttpInventory::new(settings.inventory_http()?)
+                            .context("inventory.http")?
+                            .with_clock(clock.clone());
+                    (Arc::new(client), None)
+                }
+            };
+        let payments: Arc<dyn PaymentProvider> = match overrides.payments {
+            Some(p) => p,
+            None => match settings.payments.provider.as_str() {
+                "mock" => Arc::new(MockPaymentProvider::new(MockOptions {
+                    delay: Duration::from_millis(settings.payments.mock_delay_ms),
+                    ..MockOptions::default()
+                })),
+                _ => {
+                    let stripe = &settings.payments.stripe;
+                    let config = checkout_payments_stripe::StripeConfig::new(
+                        stripe.secret_key.expose(),
+                        stripe.webhook_secret.expose(),
+                    )
+                    .with_api_base(stripe.api_base.clone())
+                    .with_timeout(Duration::from_secs(stripe.timeout_secs));
+                    Arc::new(
+                        checkout_payments_stripe::StripeProvider::new(&config)
+                            .context("payments.stripe")?,
+                    )
+                }
+            },
+        };
+        let webhooks: Option<Arc<dyn checkout_ports::WebhookVerifier>> =
+            (settings.payments.provider == "stripe").then(|| {
+                Arc::new(checkout_payments_stripe::StripeWebhookVerifier::new(
+                    settings.payments.stripe.webhook_secret.expose(),
+                )) as Arc<dyn checkout_ports::WebhookVerifier>
+            });
+        let sink: Arc<dyn EventSink> = match settings.events.sink.as_str() {
+            "kafka" => Arc::new(
+                checkout_events_kafka::KafkaSink::new(settings.kafka()?).context("events.kafka")?,
+            ),
+            _ => Arc::new(LogSink),
+        };
+
+        let checkout = CheckoutSettings {
+            reservation_ttl: Duration::from_secs(settings.checkout.reservation_ttl_secs),
+            payment_timeout: Duration::from_secs(settings.checkout.payment_timeout_secs),
+            ..CheckoutSettings::default()
+        };
+        let processor = OrderProcessor::new(
+            Arc::new(store.clone()),
+            inventory.clone(),
+            payments,
+            clock.clone(),
+            ids,
+            checkout,
+        );
+        let outbox = Arc::new(store.clone());
+        let w = &settings.workers;
+        let workers = Workers {
+            sweeper: ReservationSweeper::new(processor.clone(), 100),
+            reconciler: PaymentReconciler::new(processor.clone(), 100),
+            confirmer: ReservationConfirmer::new(processor.clone(), 100),
+            relay: Arc::new(OutboxRelay::new(
+                outbox.clone(),
+                sink,
+                clock.clone(),
+                RelaySettings {
+                    batch: w.relay_batch,
+                    max_attempts: w.relay_max_attempts,
+                    ..RelaySettings::default()
+                },
+            )),
+            purger: Arc::new(Purger::new(
+                Arc::new(store.clone()),
+                outbox,
+                clock.clone(),
+                Duration::from_secs(settings.checkout.idempotency_retention_hours * 3600),
+                Duration::from_secs(w.outbox_retention_hours * 3600),
+            )),
+        };
+
+        let state = AppState {
+            processor: processor.clone(),
+            idempotency: Arc::new(store.clone()),
+            stock,
+            webhooks,
+            health: Arc::new(StoreHealth(store.clone())),
+            metrics: metrics_handle(),
+            clock,
+            settings: HttpSettings {
+                body_limit: settings.server.body_limit_bytes,
+                ..HttpSettings::default()
+            },
+        };
+        let listener = TcpListener::bind(&settings.server.addr)
+            .with_context(|| format!("server.addr: cannot bind {}", settings.server.addr))?;
+        let address = listener.local_addr()?;
+        let server_settings = ServerSettings {
+            workers: if settings.server.workers == 0 {
+                ServerSettings::default().workers
+            } else {
+                settings.server.workers
+            },
+            shutdown_timeout: Duration::from_secs(settings.server.shutdown_timeout_secs),
+            ..ServerSettings::default()
+        };
+        let server = checkout_http::serve(listener, state, &server_settings)?;
+        let token = CancellationToken::new();
+        let tasks = if settings.workers.enabled {
+            spawn_workers(&workers, &settings, &token)
+        } else {
+            Vec::new()
+        };
+        info!(%address, provider = %settings.payments.provider, inventory = %settings.inventory.mode, events = %settings.events.sink, "checkout service listening");
+        Ok(Application {
+            address,
+            server,
+            workers,
+            store,
+            processor,
+            tasks,
+            token,
+        })
+    }
+
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    pub fn port(&self) -> u16 {
+        self.address.port()
+    }
+
+    pub fn workers(&self) -> &Workers {
+        &self.workers
+    }
+
+    pub fn store(&self) -> &SeaOrmStore {
+        &self.store
+    }
+
+    pub fn processor(&self) -> &OrderProcessor {
+        &self.processor
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting, finishes the
+    /// requests in flight and the workers' current batches.
+    pub async fn run_until(
+        self,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> anyhow::Result<()> {
+        let handle = self.server.handle();
+        let server = tokio::spawn(self.server);
+        shutdown.await;
+        info!("shutting down: draining in-flight requests and worker batches");
+        handle.stop(true).await;
+        self.token.cancel();
+        for task in self.tasks {
+            if let Err(e) = task.await {
+                warn!(error = %e, "a worker ended abnormally");
+            }
+        }
+        server.await.context("server task")?.context("server")?;
+        info!("shut down cleanly");
+        Ok(())
+    }
+}
+
+fn spawn_workers(
+    workers: &Workers,
+    settings: &Settings,
+    token: &CancellationToken,
+) -> Vec<JoinHandle<()>> {
+    let w = &settings.workers;
+    let ms = Duration::from_millis;
+    let mut tasks = Vec::new();
+    let sweeper = workers.sweeper.clone();
+    tasks.push(tokio::spawn(run_until_cancelled(
+        "sweeper",
+        ms(w.sweep_interval_ms),
+        token.clone(),
+        move || {
+            let s = sweeper.clone();
+            async move { s.run_once().await }
+        },
+    )));
+    let reconciler = workers.reconciler.clone();
+    tasks.push(tokio::spawn(run_until_cancelled(
+        "reconciler",
+        ms(w.reconcile_interval_ms),
+        token.clone(),
+        move || {
+            let r = reconciler.clone();
+            async move { r.run_once().await }
+        },
+    )));
+    let confirmer = workers.confirmer.clone();
+    tasks.push(tokio::spawn(run_until_cancelled(
+        "confirmer",
+        ms(w.confirm_interval_ms),
+        token.clone(),
+        move || {
+            let c = confirmer.clone();
+            async move { c.run_once().await }
+        },
+    )));
+    let relay = workers.relay.clone();
+    tasks.push(tokio::spawn(run_until_cancelled(
+        "relay",
+        ms(w.relay_interval_ms),
+        token.clone(),
+        move || {
+            let r = relay.clone();
+            async move { r.run_once().await }
+        },
+    )));
+    let purger = workers.purger.clone();
+    tasks.push(tokio::spawn(run_until_cancelled(
+        "purger",
+        Duration::from_secs(w.purge_interval_secs),
+        token.clone(),
+        move || {
+            let p = purger.clone();
+            async move { p.run_once().await }
+        },
+    )));
+    tasks
+}
