@@ -133,11 +133,18 @@ async fn seed(client: &reqwest::Client, args: &Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn one_order(client: &reqwest::Client, args: &Args, rng: &mut fastrand::Rng) -> Result<u16, ()> {
+async fn one_order(
+    client: &reqwest::Client,
+    args: &Args,
+    rng: &mut fastrand::Rng,
+) -> Result<u16, ()> {
     let body = cart(args.books, rng);
     let mut req = client.post(format!("{}/orders", args.url)).json(&body);
     if rng.f64() < args.idempotent_fraction {
-        req = req.header("Idempotency-Key", format!("load-{:016x}{:016x}", rng.u64(..), rng.u64(..)));
+        req = req.header(
+            "Idempotency-Key",
+            format!("load-{:016x}{:016x}", rng.u64(..), rng.u64(..)),
+        );
     }
     match req.send().await {
         Ok(res) => {
@@ -169,7 +176,11 @@ async fn main() -> anyhow::Result<()> {
     if args.seed_stock {
         seed(&client, &args).await?;
     }
-    let tally = Arc::new(Mutex::new(Tally { hist: Histogram::new_with_bounds(1, 60_000_000, 3)?, statuses: BTreeMap::new(), errors: 0 }));
+    let tally = Arc::new(Mutex::new(Tally {
+        hist: Histogram::new_with_bounds(1, 60_000_000, 3)?,
+        statuses: BTreeMap::new(),
+        errors: 0,
+    }));
     let measuring = Arc::new(AtomicBool::new(false));
     let warmup = Duration::from_secs_f64(args.warmup);
     let run = Duration::from_secs_f64(args.duration);
@@ -181,7 +192,12 @@ async fn main() -> anyhow::Result<()> {
     match args.rate {
         None => {
             for w in 0..args.concurrency {
-                let (client, args, tally, measuring) = (client.clone(), args.clone(), tally.clone(), measuring.clone());
+                let (client, args, tally, measuring) = (
+                    client.clone(),
+                    args.clone(),
+                    tally.clone(),
+                    measuring.clone(),
+                );
                 tasks.push(tokio::spawn(async move {
                     let mut rng = fastrand::Rng::with_seed(w as u64 + 1);
                     while Instant::now() < end {
@@ -231,16 +247,36 @@ async fn main() -> anyhow::Result<()> {
     let t = tally.lock().await;
     let requests = t.hist.len();
     let ms = |q: f64| t.hist.value_at_quantile(q) as f64 / 1000.0;
-    let unexpected: u64 = t.statuses.iter().filter(|(s, _)| **s != 201).map(|(_, n)| *n).sum();
+    let unexpected: u64 = t
+        .statuses
+        .iter()
+        .filter(|(s, _)| **s != 201)
+        .map(|(_, n)| *n)
+        .sum();
     let report = Report {
-        mode: if args.rate.is_some() { "fixed-rate".into() } else { "closed-loop".into() },
+        mode: if args.rate.is_some() {
+            "fixed-rate".into()
+        } else {
+            "closed-loop".into()
+        },
         concurrency: args.concurrency,
         target_rate: args.rate,
         duration_s: elapsed,
         requests,
         orders_per_s: t.statuses.get(&201).copied().unwrap_or(0) as f64 / elapsed,
-        latency_ms: Percentiles { p50: ms(0.5), p90: ms(0.9), p99: ms(0.99), p99_9: ms(0.999), max: t.hist.max() as f64 / 1000.0, mean: t.hist.mean() / 1000.0 },
-        statuses: t.statuses.iter().map(|(s, n)| (s.to_string(), *n)).collect(),
+        latency_ms: Percentiles {
+            p50: ms(0.5),
+            p90: ms(0.9),
+            p99: ms(0.99),
+            p99_9: ms(0.999),
+            max: t.hist.max() as f64 / 1000.0,
+            mean: t.hist.mean() / 1000.0,
+        },
+        statuses: t
+            .statuses
+            .iter()
+            .map(|(s, n)| (s.to_string(), *n))
+            .collect(),
         unexpected,
         errors: t.errors,
         ok: unexpected == 0 && t.errors == 0 && requests > 0,
@@ -250,12 +286,25 @@ async fn main() -> anyhow::Result<()> {
     } else {
         println!(
             "{} c={} {:.1}s: {} requests, {:.0} orders/s | p50 {:.2} ms p90 {:.2} p99 {:.2} p99.9 {:.2} max {:.2} | statuses {:?} errors {}",
-            report.mode, report.concurrency, elapsed, requests, report.orders_per_s, report.latency_ms.p50, report.latency_ms.p90,
-            report.latency_ms.p99, report.latency_ms.p99_9, report.latency_ms.max, report.statuses, report.errors
+            report.mode,
+            report.concurrency,
+            elapsed,
+            requests,
+            report.orders_per_s,
+            report.latency_ms.p50,
+            report.latency_ms.p90,
+            report.latency_ms.p99,
+            report.latency_ms.p99_9,
+            report.latency_ms.max,
+            report.statuses,
+            report.errors
         );
     }
     if !report.ok {
-        eprintln!("FAILED: {} unexpected statuses, {} transport errors", unexpected, t.errors);
+        eprintln!(
+            "FAILED: {} unexpected statuses, {} transport errors",
+            unexpected, t.errors
+        );
         std::process::exit(1);
     }
     Ok(())
