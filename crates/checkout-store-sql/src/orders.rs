@@ -465,7 +465,7 @@ impl OrderRepository for SqlStore {
             .rows_affected();
         if inserted == 0 {
             let held = self
-                .one(&tx, "SELECT COALESCE(SUM(amount_minor), 0) AS held FROM refunds WHERE order_id = ? AND status <> 'failed'", vec![oid])
+                .one(&tx, "SELECT CAST(COALESCE(SUM(amount_minor), 0) AS BIGINT) AS held FROM refunds WHERE order_id = ? AND status <> 'failed'", vec![oid])
                 .await
                 .map_err(error::repo)?
                 .map(|r| get::<i64>(&r, "held"))
