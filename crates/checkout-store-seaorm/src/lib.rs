@@ -1,1 +1,249 @@
-//! placeholder during bootstrap
+//! The SeaORM adapter: orders, audit trail, outbox, refunds, idempotency keys
+//! and the local stock, on SQLite (the embedded default) or PostgreSQL.
+//!
+//! [`SeaOrmStore`] implements every storage port of `checkout-ports`:
+//! [`OrderRepository`](checkout_ports::OrderRepository),
+//! [`InventoryPort`](checkout_ports::InventoryPort) and
+//! [`StockAdmin`](checkout_ports::StockAdmin) over the local stock tables,
+//! [`OrderStockLedger`](checkout_ports::OrderStockLedger) (stock and order in
+//! one transaction), [`IdempotencyStore`](checkout_ports::IdempotencyStore)
+//! and [`OutboxStore`](checkout_ports::OutboxStore).
+//!
+//! How it is built:
+//! - One set of SQL serves both databases: `$n` placeholders (SQLite
+//!   accepts them too), instants as integer microseconds, money as integer
+//!   minor units, ids as UUIDs bound natively (see `checkout-migrations`).
+//!   PostgreSQL-only clauses (`FOR UPDATE`, `SKIP LOCKED`) are added where
+//!   several service instances must not do the same work twice.
+//! - The SeaORM entities are private ([`entity`]); rows are converted to and
+//!   from domain types explicitly ([`convert`]), and driver errors are
+//!   translated into the ports' error variants ([`error`]).
+//! - SQLite has a single writer. All writes go through one connection (a
+//!   pool of one, transactions begun `IMMEDIATE`), so concurrent callers
+//!   queue in the process instead of failing with `SQLITE_BUSY`; reads use
+//!   a separate pool of read-only connections, which WAL lets run
+//!   alongside the writer.
+
+mod convert;
+mod entity;
+mod error;
+mod idempotency;
+mod inventory;
+mod orders;
+mod outbox;
+mod sql;
+
+use std::time::Duration;
+
+use checkout_migrations::{Migrator, MigratorTrait};
+use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend,
+    DbErr, SqliteTransactionMode, TransactionOptions, TransactionTrait,
+};
+use tracing::{debug, info};
+
+pub use error::StoreError;
+
+/// Which database the store talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// How to connect. `Default` suits the embedded SQLite file and a small
+/// PostgreSQL deployment alike.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoreOptions {
+    /// PostgreSQL: the pool size. SQLite: the number of read-only
+    /// connections (writes always go through one connection, SQLite's single
+    /// writer).
+    pub max_connections: u32,
+    /// How long a caller waits for a pooled connection before the store
+    /// answers `Unavailable`. With SQLite this bounds the queue behind the
+    /// single writer, so it is generous.
+    pub acquire_timeout: Duration,
+    /// How long to establish a new connection.
+    pub connect_timeout: Duration,
+    /// SQLite: how long a statement waits on a lock held by another process
+    /// (a `migrate` run, a backup) before failing with `SQLITE_BUSY`.
+    pub sqlite_busy_timeout: Duration,
+    /// SQLite: `synchronous=FULL` instead of `NORMAL`. NORMAL in WAL mode is
+    /// durable across process crashes and loses at most the last
+    /// transactions on a power loss; FULL syncs every commit.
+    pub sqlite_synchronous_full: bool,
+    /// Log every SQL statement at debug level (noisy).
+    pub log_statements: bool,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            max_connections: 10,
+            acquire_timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(10),
+            sqlite_busy_timeout: Duration::from_secs(5),
+            sqlite_synchronous_full: false,
+            log_statements: false,
+        }
+    }
+}
+
+/// The SeaORM store. Cheap to clone: clones share the connection pools.
+#[derive(Debug, Clone)]
+pub struct SeaOrmStore {
+    /// Every write (and every read inside a write transaction).
+    writer: DatabaseConnection,
+    /// Plain reads. With PostgreSQL the same pool as `writer`.
+    reader: DatabaseConnection,
+    backend: Backend,
+}
+
+impl SeaOrmStore {
+    /// Opens the database at `url` (`sqlite://./checkout.db`,
+    /// `sqlite::memory:`, `postgres://user@host/db`). A SQLite file is
+    /// created when missing and put in WAL mode. The schema is not touched:
+    /// call [`SeaOrmStore::migrate`].
+    pub async fn connect(url: &str, options: StoreOptions) -> Result<SeaOrmStore, StoreError> {
+        if url.starts_with("sqlite:") {
+            Self::connect_sqlite(url, &options).await
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let mut opts = ConnectOptions::new(url);
+            opts.max_connections(options.max_connections.max(1))
+                .min_connections(0)
+                .acquire_timeout(options.acquire_timeout)
+                .connect_timeout(options.connect_timeout)
+                .sqlx_logging(options.log_statements);
+            let pool = Database::connect(opts).await.map_err(StoreError::connect)?;
+            info!(
+                backend = "postgres",
+                max_connections = options.max_connections,
+                "store connected"
+            );
+            Ok(SeaOrmStore {
+                writer: pool.clone(),
+                reader: pool,
+                backend: Backend::Postgres,
+            })
+        } else {
+            Err(StoreError::UnsupportedUrl(
+                url.split(':').next().unwrap_or_default().to_owned(),
+            ))
+        }
+    }
+
+    async fn connect_sqlite(url: &str, options: &StoreOptions) -> Result<SeaOrmStore, StoreError> {
+        let memory = url.contains(":memory:") || url.contains("mode=memory");
+        let busy = options.sqlite_busy_timeout;
+        let sync = if options.sqlite_synchronous_full {
+            SqliteSynchronous::Full
+        } else {
+            SqliteSynchronous::Normal
+        };
+        // The single writer: one connection that never idles out, so the
+        // pool never has to reopen it (and an in-memory database lives as
+        // long as the store).
+        let mut w = ConnectOptions::new(url);
+        w.max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .acquire_timeout(options.acquire_timeout)
+            .connect_timeout(options.connect_timeout)
+            .sqlx_logging(options.log_statements)
+            .map_sqlx_sqlite_opts(move |o| {
+                o.create_if_missing(true)
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(sync)
+                    .busy_timeout(busy)
+                    .foreign_keys(true)
+            });
+        let writer = Database::connect(w).await.map_err(StoreError::connect)?;
+        let reader = if memory {
+            // Every connection to `:memory:` is a database of its own: read
+            // through the writer.
+            writer.clone()
+        } else {
+            let mut r = ConnectOptions::new(url);
+            r.max_connections(options.max_connections.max(1))
+                .min_connections(0)
+                .acquire_timeout(options.acquire_timeout)
+                .connect_timeout(options.connect_timeout)
+                .sqlx_logging(options.log_statements)
+                .map_sqlx_sqlite_opts(move |o| {
+                    o.read_only(true).busy_timeout(busy).foreign_keys(true)
+                });
+            Database::connect(r).await.map_err(StoreError::connect)?
+        };
+        info!(
+            backend = "sqlite",
+            readers = options.max_connections,
+            "store connected"
+        );
+        Ok(SeaOrmStore {
+            writer,
+            reader,
+            backend: Backend::Sqlite,
+        })
+    }
+
+    /// Applies every pending migration.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        Migrator::up(&self.writer, None)
+            .await
+            .map_err(StoreError::Migrate)?;
+        debug!("migrations applied");
+        Ok(())
+    }
+
+    /// Readiness: `true` when the database answers a trivial query.
+    pub async fn ping(&self) -> bool {
+        let ok = self.reader.execute_unprepared("SELECT 1").await.is_ok();
+        if !ok {
+            debug!("store ping failed");
+        }
+        ok
+    }
+
+    /// Which database this store talks to.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Closes the pools (waits for connections in use to be returned).
+    pub async fn close(self) -> Result<(), StoreError> {
+        let same = self.backend == Backend::Postgres;
+        self.writer.close().await.map_err(StoreError::connect)?;
+        if !same {
+            // A shared in-memory reader is the writer, already closed.
+            let _ = self.reader.close().await;
+        }
+        Ok(())
+    }
+
+    fn db_backend(&self) -> DbBackend {
+        match self.backend {
+            Backend::Sqlite => DbBackend::Sqlite,
+            Backend::Postgres => DbBackend::Postgres,
+        }
+    }
+
+    /// Starts a write transaction. On SQLite it is `BEGIN IMMEDIATE`: the
+    /// write lock is taken up front, so a transaction that reads before it
+    /// writes can never fail to upgrade its lock (another process holding
+    /// the database waits in `busy_timeout` instead).
+    async fn begin_write(&self) -> Result<DatabaseTransaction, DbErr> {
+        let mode = (self.backend == Backend::Sqlite).then_some(SqliteTransactionMode::Immediate);
+        self.writer
+            .begin_with_options(TransactionOptions {
+                sqlite_transaction_mode: mode,
+                ..TransactionOptions::default()
+            })
+            .await
+    }
+
+    fn is_postgres(&self) -> bool {
+        self.backend == Backend::Postgres
+    }
+}

@@ -1,0 +1,511 @@
+//! `OrderRepository`: orders with their lines, audit trail, outbox events,
+//! payment attempts, refunds and the webhook inbox.
+//!
+//! Writes are the service's hot path: each `create`/`save` is one
+//! transaction of a handful of statements — the order row (a
+//! compare-and-set on `version` when saving), one multi-row insert for the
+//! audit entries, one for the outbox events, one upsert of the payment
+//! attempt — with no read before the write.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use checkout_domain::{
+    AuditEntry, Money, Order, OrderChange, OrderId, OrderState, RefundId, ReservationStatus,
+};
+use checkout_ports::{NewRefund, OrderPage, OrderQuery, OrderRepository, Refund, RepositoryError};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Value,
+};
+use time::OffsetDateTime;
+use tracing::{debug, instrument};
+use uuid::Uuid;
+
+use crate::SeaOrmStore;
+use crate::convert::{self, ORDER_COLUMNS};
+use crate::entity::{audit_log, order_items, orders, refunds};
+use crate::error::DbResultExt;
+use crate::sql::{Sql, micros};
+
+/// Most orders one listing returns.
+const MAX_PAGE: u32 = 200;
+
+impl SeaOrmStore {
+    /// Rebuilds orders from their rows, loading the lines of all of them in
+    /// one query.
+    pub(crate) async fn load_orders<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        rows: Vec<orders::Model>,
+    ) -> Result<Vec<Order>, RepositoryError> {
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
+        let items = order_items::Entity::find()
+            .filter(order_items::Column::OrderId.is_in(ids))
+            .order_by_asc(order_items::Column::OrderId)
+            .order_by_asc(order_items::Column::LineNo)
+            .all(conn)
+            .await
+            .repo()?;
+        let mut by_order: HashMap<Uuid, Vec<&order_items::Model>> = HashMap::new();
+        for item in &items {
+            by_order.entry(item.order_id).or_default().push(item);
+        }
+        rows.iter()
+            .map(|r| convert::order(r, by_order.get(&r.id).map(Vec::as_slice).unwrap_or(&[])))
+            .collect()
+    }
+
+    async fn load_one<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        row: Option<orders::Model>,
+    ) -> Result<Order, RepositoryError> {
+        let row = row.ok_or(RepositoryError::NotFound)?;
+        self.load_orders(conn, vec![row])
+            .await?
+            .pop()
+            .ok_or(RepositoryError::NotFound)
+    }
+
+    /// Inserts a new order, its lines, its changes and its payment attempt
+    /// inside `txn`.
+    pub(crate) async fn create_in(
+        &self,
+        txn: &DatabaseTransaction,
+        order: &Order,
+        changes: &[OrderChange],
+    ) -> Result<(), RepositoryError> {
+        let backend = self.db_backend();
+        let mut sql = Sql::new(&format!(
+            "INSERT INTO orders ({}) VALUES ",
+            ORDER_COLUMNS.join(", ")
+        ));
+        sql.tuple(convert::order_values(order)?);
+        txn.execute_raw(sql.build(backend))
+            .await
+            .map_err(|e| match crate::error::repo_err(e) {
+                RepositoryError::Duplicate(_) => {
+                    RepositoryError::Duplicate(format!("order {}", order.id()))
+                }
+                other => other,
+            })?;
+        let items = convert::item_rows(order);
+        if !items.is_empty() {
+            let mut sql = Sql::new(
+                "INSERT INTO order_items (order_id, line_no, book_id, quantity, \
+                 unit_price_minor, expected_unit_price_minor) VALUES ",
+            );
+            sql.rows(items);
+            txn.execute_raw(sql.build(backend)).await.repo()?;
+        }
+        self.write_changes(txn, order, changes).await
+    }
+
+    /// Saves `order` over `expected_version` inside `txn`: `Conflict` (and
+    /// nothing written — the caller drops the transaction) when the stored
+    /// version differs.
+    pub(crate) async fn save_in(
+        &self,
+        txn: &DatabaseTransaction,
+        order: &Order,
+        expected_version: u64,
+        changes: &[OrderChange],
+    ) -> Result<(), RepositoryError> {
+        let backend = self.db_backend();
+        let values = convert::order_values(order)?;
+        let mut sql = Sql::new("UPDATE orders SET ");
+        // The id never changes, nor does the creation time.
+        for (i, (col, value)) in ORDER_COLUMNS
+            .iter()
+            .zip(values)
+            .filter(|(c, _)| !matches!(**c, "id" | "created_at"))
+            .enumerate()
+        {
+            if i > 0 {
+                sql.push(", ");
+            }
+            sql.push(col).push(" = ").bind(value);
+        }
+        let expected =
+            i64::try_from(expected_version).map_err(|_| RepositoryError::Conflict(order.id()))?;
+        sql.push(" WHERE id = ")
+            .bind(order.id().as_uuid())
+            .push(" AND version = ")
+            .bind(expected);
+        let updated = txn.execute_raw(sql.build(backend)).await.repo()?;
+        if updated.rows_affected() == 0 {
+            // The cold path: tell a missing order from a stale version.
+            let exists = orders::Entity::find_by_id(order.id().as_uuid())
+                .select_only()
+                .column(orders::Column::Version)
+                .into_tuple::<i64>()
+                .one(txn)
+                .await
+                .repo()?;
+            debug!(order_id = %order.id(), expected_version, stored = ?exists, "save refused");
+            return Err(match exists {
+                None => RepositoryError::NotFound,
+                Some(_) => RepositoryError::Conflict(order.id()),
+            });
+        }
+        self.write_changes(txn, order, changes).await
+    }
+
+    /// The audit entries and outbox events of `changes` (one multi-row
+    /// insert each), then the order's current payment attempt (upsert).
+    async fn write_changes(
+        &self,
+        txn: &DatabaseTransaction,
+        order: &Order,
+        changes: &[OrderChange],
+    ) -> Result<(), RepositoryError> {
+        let backend = self.db_backend();
+        if !changes.is_empty() {
+            let mut sql = Sql::new(
+                "INSERT INTO audit_log (order_id, previous_state, new_state, reason, metadata, \
+                 actor, at) VALUES ",
+            );
+            sql.rows(changes.iter().map(|c| convert::audit_row(&c.audit)));
+            txn.execute_raw(sql.build(backend)).await.repo()?;
+        }
+        let events: Vec<Vec<Value>> = changes
+            .iter()
+            .flat_map(|c| c.events.iter().map(convert::outbox_row))
+            .collect();
+        if !events.is_empty() {
+            let mut sql = Sql::new(
+                "INSERT INTO outbox (id, order_id, sequence, event_type, payload, occurred_at) \
+                 VALUES ",
+            );
+            sql.rows(events);
+            txn.execute_raw(sql.build(backend)).await.repo()?;
+        }
+        if let Some(row) = convert::payment_row(order) {
+            let mut sql = Sql::new(
+                "INSERT INTO payment_attempts (order_id, attempt, provider, idempotency_key, \
+                 intent_id, transaction_id, status, failure_code, failure_message, created_at, \
+                 updated_at) VALUES ",
+            );
+            sql.tuple(row).push(
+                " ON CONFLICT (order_id, attempt) DO UPDATE SET provider = excluded.provider, \
+                 intent_id = excluded.intent_id, transaction_id = excluded.transaction_id, \
+                 status = excluded.status, failure_code = excluded.failure_code, \
+                 failure_message = excluded.failure_message, updated_at = excluded.updated_at",
+            );
+            txn.execute_raw(sql.build(backend)).await.repo()?;
+        }
+        Ok(())
+    }
+
+    async fn find_orders(
+        &self,
+        select: sea_orm::Select<orders::Entity>,
+        limit: u32,
+    ) -> Result<Vec<Order>, RepositoryError> {
+        let rows = select
+            .limit(u64::from(limit))
+            .all(&self.reader)
+            .await
+            .repo()?;
+        self.load_orders(&self.reader, rows).await
+    }
+}
+
+#[async_trait]
+impl OrderRepository for SeaOrmStore {
+    #[instrument(skip_all, fields(order_id = %order.id()))]
+    async fn create(&self, order: &Order, changes: &[OrderChange]) -> Result<(), RepositoryError> {
+        let txn = self.begin_write().await.repo()?;
+        self.create_in(&txn, order, changes).await?;
+        txn.commit().await.repo()
+    }
+
+    #[instrument(skip_all, fields(order_id = %order.id(), expected_version))]
+    async fn save(
+        &self,
+        order: &Order,
+        expected_version: u64,
+        changes: &[OrderChange],
+    ) -> Result<(), RepositoryError> {
+        let txn = self.begin_write().await.repo()?;
+        self.save_in(&txn, order, expected_version, changes).await?;
+        txn.commit().await.repo()
+    }
+
+    async fn get(&self, id: OrderId) -> Result<Order, RepositoryError> {
+        let row = orders::Entity::find_by_id(id.as_uuid())
+            .one(&self.reader)
+            .await
+            .repo()?;
+        self.load_one(&self.reader, row).await
+    }
+
+    async fn list(&self, query: &OrderQuery) -> Result<OrderPage, RepositoryError> {
+        let limit = query.limit.clamp(1, MAX_PAGE);
+        let mut select = orders::Entity::find();
+        if let Some(c) = &query.customer_id {
+            select = select.filter(orders::Column::CustomerId.eq(c.as_str()));
+        }
+        if let Some(s) = query.state {
+            select = select.filter(orders::Column::State.eq(s.as_str()));
+        }
+        if let Some(before) = query.before {
+            select = select.filter(orders::Column::Id.lt(before.as_uuid()));
+        }
+        let orders = self
+            .find_orders(select.order_by_desc(orders::Column::Id), limit)
+            .await?;
+        let next = (orders.len() == limit as usize)
+            .then(|| orders.last().map(Order::id))
+            .flatten();
+        Ok(OrderPage { orders, next })
+    }
+
+    async fn audit_trail(&self, id: OrderId) -> Result<Vec<AuditEntry>, RepositoryError> {
+        let rows = audit_log::Entity::find()
+            .filter(audit_log::Column::OrderId.eq(id.as_uuid()))
+            .order_by_asc(audit_log::Column::Id)
+            .all(&self.reader)
+            .await
+            .repo()?;
+        if rows.is_empty() {
+            // Every order has its creation entry; no entries means no order.
+            let exists = orders::Entity::find_by_id(id.as_uuid())
+                .one(&self.reader)
+                .await
+                .repo()?;
+            if exists.is_none() {
+                return Err(RepositoryError::NotFound);
+            }
+        }
+        rows.iter().map(convert::audit_entry).collect()
+    }
+
+    async fn find_stale(
+        &self,
+        state: OrderState,
+        updated_before: OffsetDateTime,
+        limit: u32,
+    ) -> Result<Vec<Order>, RepositoryError> {
+        let select = orders::Entity::find()
+            .filter(orders::Column::State.eq(state.as_str()))
+            .filter(orders::Column::UpdatedAt.lt(micros(updated_before)))
+            .order_by_asc(orders::Column::UpdatedAt)
+            .order_by_asc(orders::Column::Id);
+        self.find_orders(select, limit).await
+    }
+
+    async fn find_expired_reservations(
+        &self,
+        states: &[OrderState],
+        now: OffsetDateTime,
+        limit: u32,
+    ) -> Result<Vec<Order>, RepositoryError> {
+        if states.is_empty() {
+            return Ok(Vec::new());
+        }
+        let select = orders::Entity::find()
+            .filter(orders::Column::ReservationStatus.eq(ReservationStatus::Active.as_str()))
+            .filter(orders::Column::ReservationExpiresAt.lt(micros(now)))
+            .filter(orders::Column::State.is_in(states.iter().map(|s| s.as_str())))
+            .order_by_asc(orders::Column::ReservationExpiresAt);
+        self.find_orders(select, limit).await
+    }
+
+    async fn find_unconfirmed_reservations(
+        &self,
+        limit: u32,
+    ) -> Result<Vec<Order>, RepositoryError> {
+        let paid_or_later = [
+            OrderState::Paid,
+            OrderState::Fulfilling,
+            OrderState::Completed,
+            OrderState::Cancelled,
+            OrderState::Refunded,
+        ];
+        let select = orders::Entity::find()
+            .filter(
+                orders::Column::ReservationStatus.eq(ReservationStatus::ConfirmPending.as_str()),
+            )
+            .filter(orders::Column::State.is_in(paid_or_later.iter().map(|s| s.as_str())))
+            .order_by_asc(orders::Column::UpdatedAt);
+        self.find_orders(select, limit).await
+    }
+
+    #[instrument(skip_all, fields(order_id = %refund.order_id, refund_id = %refund.id))]
+    async fn begin_refund(
+        &self,
+        refund: &NewRefund,
+        captured: Money,
+    ) -> Result<(), RepositoryError> {
+        if refund.amount.currency() != captured.currency() {
+            return Err(RepositoryError::Unexpected(format!(
+                "refund in {} for a payment captured in {}",
+                refund.amount.currency(),
+                captured.currency()
+            )));
+        }
+        let backend = self.db_backend();
+        let order_id = refund.order_id.as_uuid();
+        let txn = self.begin_write().await.repo()?;
+        // PostgreSQL: lock the order row, so concurrent refunds of one order
+        // run one after the other and each sees the others' sums. (SQLite's
+        // IMMEDIATE transaction already holds the only write lock.)
+        let mut lock = Sql::new("SELECT id FROM orders WHERE id = ");
+        lock.bind(order_id);
+        if self.is_postgres() {
+            lock.push(" FOR UPDATE");
+        }
+        if txn
+            .query_one_raw(lock.build(backend))
+            .await
+            .repo()?
+            .is_none()
+        {
+            return Err(RepositoryError::NotFound);
+        }
+        // Check and insert in ONE statement: the sum of live refunds plus
+        // this one must stay within the captured amount.
+        let amount = refund.amount.to_minor_units();
+        let mut sql = Sql::new(
+            "INSERT INTO refunds (id, order_id, amount_minor, currency, status, reason, \
+             created_at, updated_at) SELECT ",
+        );
+        let oid = sql.param(order_id);
+        let amt = sql.param(amount);
+        let at = sql.param(micros(refund.created_at));
+        sql.bind(refund.id.as_uuid())
+            .push(&format!(", {oid}, {amt}, "))
+            .bind(refund.amount.currency().code())
+            .push(", 'pending', ")
+            .bind(refund.reason.clone())
+            .push(&format!(
+                ", {at}, {at} WHERE (SELECT COALESCE(SUM(amount_minor), 0) FROM refunds \
+                 WHERE order_id = {oid} AND status IN ('pending', 'succeeded')) + {amt} <= "
+            ))
+            .bind(captured.to_minor_units());
+        let inserted = txn.execute_raw(sql.build(backend)).await.repo()?;
+        if inserted.rows_affected() == 1 {
+            txn.commit().await.repo()?;
+            debug!(amount = %refund.amount, "refund recorded as pending");
+            return Ok(());
+        }
+        let mut held = Sql::new(
+            "SELECT CAST(COALESCE(SUM(amount_minor), 0) AS BIGINT) FROM refunds \
+             WHERE status IN ('pending', 'succeeded') AND order_id = ",
+        );
+        held.bind(order_id);
+        let held: i64 = match txn.query_one_raw(held.build(backend)).await.repo()? {
+            Some(row) => row.try_get_by_index(0).repo()?,
+            None => 0,
+        };
+        let left = (captured.to_minor_units() - held).max(0);
+        let remaining = Money::from_minor_units(left, captured.currency())
+            .map_err(|e| RepositoryError::Unexpected(e.to_string()))?;
+        Err(RepositoryError::RefundExceedsPayment { remaining })
+    }
+
+    #[instrument(skip_all, fields(order_id = %order.id(), %refund_id))]
+    async fn complete_refund(
+        &self,
+        refund_id: RefundId,
+        provider_refund_id: &str,
+        order: &Order,
+        expected_version: u64,
+        changes: &[OrderChange],
+    ) -> Result<Refund, RepositoryError> {
+        let backend = self.db_backend();
+        let txn = self.begin_write().await.repo()?;
+        let mut sql = Sql::new("UPDATE refunds SET status = 'succeeded', provider_refund_id = ");
+        sql.bind(provider_refund_id)
+            .push(", updated_at = ")
+            .bind(micros(order.updated_at()))
+            .push(" WHERE id = ")
+            .bind(refund_id.as_uuid());
+        if txn
+            .execute_raw(sql.build(backend))
+            .await
+            .repo()?
+            .rows_affected()
+            == 0
+        {
+            return Err(RepositoryError::NotFound);
+        }
+        self.save_in(&txn, order, expected_version, changes).await?;
+        let row = refunds::Entity::find_by_id(refund_id.as_uuid())
+            .one(&txn)
+            .await
+            .repo()?
+            .ok_or(RepositoryError::NotFound)?;
+        let refund = convert::refund(&row)?;
+        txn.commit().await.repo()?;
+        Ok(refund)
+    }
+
+    async fn fail_refund(&self, refund_id: RefundId, reason: &str) -> Result<(), RepositoryError> {
+        let mut sql = Sql::new("UPDATE refunds SET status = 'failed', failure_reason = ");
+        sql.bind(reason)
+            .push(", updated_at = ")
+            .bind(micros(OffsetDateTime::now_utc()))
+            .push(" WHERE status = 'pending' AND id = ")
+            .bind(refund_id.as_uuid());
+        let done = self
+            .writer
+            .execute_raw(sql.build(self.db_backend()))
+            .await
+            .repo()?;
+        if done.rows_affected() == 0 {
+            // Already settled is fine; unknown is not.
+            self.get_refund(refund_id).await?;
+        }
+        Ok(())
+    }
+
+    async fn get_refund(&self, refund_id: RefundId) -> Result<Refund, RepositoryError> {
+        let row = refunds::Entity::find_by_id(refund_id.as_uuid())
+            .one(&self.reader)
+            .await
+            .repo()?
+            .ok_or(RepositoryError::NotFound)?;
+        convert::refund(&row)
+    }
+
+    async fn find_by_payment_intent(&self, intent_id: &str) -> Result<Order, RepositoryError> {
+        let row = orders::Entity::find()
+            .filter(orders::Column::PaymentIntentId.eq(intent_id))
+            .order_by_desc(orders::Column::Id)
+            .one(&self.reader)
+            .await
+            .repo()?;
+        self.load_one(&self.reader, row).await
+    }
+
+    async fn record_webhook_event(
+        &self,
+        provider: &str,
+        event_id: &str,
+        event_type: &str,
+        received_at: OffsetDateTime,
+    ) -> Result<bool, RepositoryError> {
+        let mut sql = Sql::new(
+            "INSERT INTO webhook_inbox (provider, event_id, event_type, received_at) VALUES ",
+        );
+        sql.tuple([
+            provider.into(),
+            event_id.into(),
+            event_type.into(),
+            micros(received_at).into(),
+        ])
+        .push(" ON CONFLICT (provider, event_id) DO NOTHING");
+        let done = self
+            .writer
+            .execute_raw(sql.build(self.db_backend()))
+            .await
+            .repo()?;
+        Ok(done.rows_affected() == 1)
+    }
+}

@@ -1,0 +1,288 @@
+//! `OutboxStore`: the relay's side of the transactional outbox.
+//!
+//! Claiming is a lease (`claimed_until`): a relay that dies leaves its
+//! events to be claimed again when the lease runs out. Per-order order is
+//! the rule everything else bends to: an event is handed out only when
+//! every earlier pending event of its order is handed out with it, so no
+//! two relays ever hold events of one order at once and no event overtakes
+//! an earlier one. On PostgreSQL candidates are locked `FOR UPDATE SKIP
+//! LOCKED`, so concurrent relays split the backlog instead of waiting on
+//! each other; on SQLite the single writer serialises claims.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use checkout_domain::EventId;
+use checkout_ports::{OutboxRecord, OutboxStats, OutboxStore, RepositoryError};
+use sea_orm::{ConnectionTrait, FromQueryResult};
+use time::OffsetDateTime;
+use tracing::{debug, instrument};
+use uuid::Uuid;
+
+use crate::SeaOrmStore;
+use crate::convert::{self, corrupt};
+use crate::entity::outbox;
+use crate::error::DbResultExt;
+use crate::sql::{Sql, from_micros, micros};
+
+/// A claimable event, with how many pending events of its order come
+/// before it.
+#[derive(Debug, FromQueryResult)]
+struct Candidate {
+    id: Uuid,
+    order_id: Uuid,
+    sequence: i64,
+    event_type: String,
+    payload: String,
+    occurred_at: i64,
+    attempts: i64,
+    pending_before: i64,
+}
+
+/// Keeps, per order, only the run of candidates that starts at the order's
+/// first pending event and has no gap: candidate `i` of an order (in
+/// sequence order) is kept only when exactly `i` pending events precede it
+/// — i.e. all of them are in the batch too.
+fn without_gaps(candidates: Vec<Candidate>) -> Vec<Candidate> {
+    let mut taken: HashMap<Uuid, i64> = HashMap::new();
+    let mut blocked: Vec<Uuid> = Vec::new();
+    let mut out = Vec::with_capacity(candidates.len());
+    for c in candidates {
+        if blocked.contains(&c.order_id) {
+            continue;
+        }
+        let n = taken.entry(c.order_id).or_insert(0);
+        if c.pending_before == *n {
+            *n += 1;
+            out.push(c);
+        } else {
+            blocked.push(c.order_id);
+        }
+    }
+    out
+}
+
+fn record(c: &Candidate) -> Result<OutboxRecord, RepositoryError> {
+    convert::outbox_record(&outbox::Model {
+        id: c.id,
+        order_id: c.order_id,
+        sequence: c.sequence,
+        event_type: c.event_type.clone(),
+        payload: c.payload.clone(),
+        occurred_at: c.occurred_at,
+        published_at: None,
+        attempts: c.attempts,
+        last_error: None,
+        parked_at: None,
+        claimed_until: None,
+        next_attempt_at: None,
+    })
+}
+
+#[async_trait]
+impl OutboxStore for SeaOrmStore {
+    #[instrument(skip(self))]
+    async fn claim_batch(
+        &self,
+        limit: u32,
+        now: OffsetDateTime,
+        lease_seconds: u32,
+    ) -> Result<Vec<OutboxRecord>, RepositoryError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let backend = self.db_backend();
+        let txn = self.begin_write().await.repo()?;
+        let mut sql = Sql::new("");
+        let now_p = sql.param(micros(now));
+        // Pending = unpublished and unparked. A candidate must be claimable
+        // (no live lease, retry time come) and have no earlier pending
+        // event of its order that is not claimable; `pending_before` lets
+        // `without_gaps` drop those whose earlier events another relay is
+        // locking right now.
+        sql.push(&format!(
+            "SELECT o.id, o.order_id, o.sequence, o.event_type, o.payload, o.occurred_at, \
+             o.attempts, \
+             (SELECT COUNT(*) FROM outbox p WHERE p.order_id = o.order_id \
+               AND p.sequence < o.sequence AND p.published_at IS NULL AND p.parked_at IS NULL) \
+               AS pending_before \
+             FROM outbox o \
+             WHERE o.published_at IS NULL AND o.parked_at IS NULL \
+             AND (o.claimed_until IS NULL OR o.claimed_until <= {now_p}) \
+             AND (o.next_attempt_at IS NULL OR o.next_attempt_at <= {now_p}) \
+             AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.order_id = o.order_id \
+               AND p.sequence < o.sequence AND p.published_at IS NULL AND p.parked_at IS NULL \
+               AND ((p.claimed_until IS NOT NULL AND p.claimed_until > {now_p}) \
+                 OR (p.next_attempt_at IS NOT NULL AND p.next_attempt_at > {now_p}))) \
+             ORDER BY o.order_id, o.sequence LIMIT "
+        ))
+        .bind(i64::from(limit));
+        if self.is_postgres() {
+            sql.push(" FOR UPDATE OF o SKIP LOCKED");
+        }
+        let candidates = Candidate::find_by_statement(sql.build(backend))
+            .all(&txn)
+            .await
+            .repo()?;
+        let batch = without_gaps(candidates);
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let until = now + time::Duration::seconds(i64::from(lease_seconds));
+        let mut claim = Sql::new("UPDATE outbox SET claimed_until = ");
+        claim
+            .bind(micros(until))
+            .push(" WHERE id IN ")
+            .list(batch.iter().map(|c| c.id));
+        txn.execute_raw(claim.build(backend)).await.repo()?;
+        let records = batch.iter().map(record).collect::<Result<Vec<_>, _>>()?;
+        txn.commit().await.repo()?;
+        debug!(claimed = records.len(), "outbox batch claimed");
+        Ok(records)
+    }
+
+    async fn mark_published(
+        &self,
+        ids: &[EventId],
+        at: OffsetDateTime,
+    ) -> Result<(), RepositoryError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut sql = Sql::new("UPDATE outbox SET claimed_until = NULL, published_at = ");
+        sql.bind(micros(at))
+            .push(" WHERE id IN ")
+            .list(ids.iter().map(EventId::as_uuid));
+        self.writer
+            .execute_raw(sql.build(self.db_backend()))
+            .await
+            .repo()?;
+        Ok(())
+    }
+
+    async fn record_failure(
+        &self,
+        id: EventId,
+        error: &str,
+        park: bool,
+        retry_at: OffsetDateTime,
+    ) -> Result<(), RepositoryError> {
+        let parked_at = park.then(|| micros(OffsetDateTime::now_utc()));
+        let mut sql = Sql::new(
+            "UPDATE outbox SET attempts = attempts + 1, claimed_until = NULL, last_error = ",
+        );
+        sql.bind(error)
+            .push(", parked_at = ")
+            .bind(parked_at)
+            .push(", next_attempt_at = ")
+            .bind(micros(retry_at))
+            .push(" WHERE id = ")
+            .bind(id.as_uuid());
+        let done = self
+            .writer
+            .execute_raw(sql.build(self.db_backend()))
+            .await
+            .repo()?;
+        if done.rows_affected() == 0 {
+            return Err(RepositoryError::NotFound);
+        }
+        if park {
+            tracing::warn!(event_id = %id, error, "outbox event parked");
+        }
+        Ok(())
+    }
+
+    async fn purge_published(&self, before: OffsetDateTime) -> Result<u64, RepositoryError> {
+        let mut sql =
+            Sql::new("DELETE FROM outbox WHERE published_at IS NOT NULL AND published_at < ");
+        sql.bind(micros(before));
+        Ok(self
+            .writer
+            .execute_raw(sql.build(self.db_backend()))
+            .await
+            .repo()?
+            .rows_affected())
+    }
+
+    async fn stats(&self, now: OffsetDateTime) -> Result<OutboxStats, RepositoryError> {
+        let backend = self.db_backend();
+        let pending = self
+            .reader
+            .query_one_raw(
+                Sql::new(
+                    "SELECT COUNT(*), MIN(occurred_at) FROM outbox \
+                     WHERE published_at IS NULL AND parked_at IS NULL",
+                )
+                .build(backend),
+            )
+            .await
+            .repo()?;
+        let (count, oldest): (i64, Option<i64>) = match pending {
+            Some(row) => (
+                row.try_get_by_index(0).repo()?,
+                row.try_get_by_index(1).repo()?,
+            ),
+            None => (0, None),
+        };
+        let parked: i64 = match self
+            .reader
+            .query_one_raw(
+                Sql::new("SELECT COUNT(*) FROM outbox WHERE published_at IS NULL AND parked_at IS NOT NULL")
+                    .build(backend),
+            )
+            .await
+            .repo()?
+        {
+            Some(row) => row.try_get_by_index(0).repo()?,
+            None => 0,
+        };
+        let oldest_pending_seconds = match oldest {
+            Some(m) => (now - from_micros(m).map_err(corrupt)?)
+                .as_seconds_f64()
+                .max(0.0),
+            None => 0.0,
+        };
+        Ok(OutboxStats {
+            pending: u64::try_from(count).unwrap_or(0),
+            parked: u64::try_from(parked).unwrap_or(0),
+            oldest_pending_seconds,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn c(order: u128, sequence: i64, pending_before: i64) -> Candidate {
+        Candidate {
+            id: Uuid::from_u128(order * 1000 + sequence as u128),
+            order_id: Uuid::from_u128(order),
+            sequence,
+            event_type: String::new(),
+            payload: String::new(),
+            occurred_at: 0,
+            attempts: 0,
+            pending_before,
+        }
+    }
+
+    #[test]
+    fn keeps_only_gapless_runs_from_the_first_pending_event() {
+        let kept = without_gaps(vec![
+            c(1, 1, 0),
+            c(1, 2, 1),
+            // Order 2's first pending event is held elsewhere.
+            c(2, 3, 1),
+            c(2, 4, 2),
+            // Order 3: the second candidate skips one.
+            c(3, 1, 0),
+            c(3, 3, 2),
+        ]);
+        let seqs: Vec<(u128, i64)> = kept
+            .iter()
+            .map(|k| (k.order_id.as_u128(), k.sequence))
+            .collect();
+        assert_eq!(seqs, vec![(1, 1), (1, 2), (3, 1)]);
+    }
+}

@@ -1,0 +1,812 @@
+//! The order repository, refunds, the webhook inbox, the idempotency store,
+//! the outbox and the migrations, on SQLite and (when configured)
+//! PostgreSQL.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a failed unwrap is a failed test
+
+mod support;
+
+use std::sync::Arc;
+
+use checkout_domain::{
+    DomainEvent, EventEnvelope, IdempotencyKey, Order, OrderChange, OrderState, RefundId,
+    ReservationStatus,
+};
+use checkout_migrations::{Migrator, MigratorTrait};
+use checkout_ports::{
+    IdempotencyBegin, IdempotencyStore, NewRefund, OrderQuery, OrderRepository, OutboxStore,
+    RefundRecordStatus, RepositoryError, StoredResponse,
+};
+use support::{TestDb, assert_same_order, ctx, full_order, order_id, placed, secs, t0, usd};
+use uuid::Uuid;
+
+/// Creates a placed order and returns it.
+async fn create_placed(db: &TestDb, seq: u64, customer: &str) -> Order {
+    let (order, change) = placed(order_id(seq), customer, &[("bk-1", 1)]);
+    db.store.create(&order, &[change]).await.unwrap();
+    order
+}
+
+/// Moves `order` to `to`, saving over its current version.
+async fn advance(db: &TestDb, order: &mut Order, to: OrderState) -> OrderChange {
+    let expected = order.version();
+    let change = order.transition(to, ctx("step", t0() + secs(1))).unwrap();
+    db.store
+        .save(order, expected, std::slice::from_ref(&change))
+        .await
+        .unwrap();
+    change
+}
+
+both!(create_and_get_round_trip_every_field, |db| {
+    let order = full_order(order_id(1), OrderState::Paid);
+    let creation = OrderChange {
+        audit: checkout_domain::AuditEntry {
+            order_id: order.id(),
+            previous_state: None,
+            new_state: OrderState::Paid,
+            reason: "imported".into(),
+            metadata: serde_json::json!({"source": "test", "n": 1}),
+            actor: Some("admin".into()),
+            at: t0(),
+        },
+        events: vec![],
+    };
+    db.store.create(&order, &[creation.clone()]).await.unwrap();
+    let back = db.store.get(order.id()).await.unwrap();
+    assert_same_order(&order, &back);
+    assert!(back.totals().is_some());
+    assert_eq!(
+        db.store.audit_trail(order.id()).await.unwrap(),
+        vec![creation.audit]
+    );
+    // The payment is mirrored into payment_attempts.
+    assert_eq!(db.count("payment_attempts").await, 1);
+    assert_eq!(db.scalar("SELECT attempt FROM payment_attempts").await, 2,);
+    // Found by its payment intent.
+    let intent = order.payment().unwrap().intent_id.clone().unwrap();
+    assert_eq!(
+        db.store.find_by_payment_intent(&intent).await.unwrap().id(),
+        order.id()
+    );
+    assert!(matches!(
+        db.store.find_by_payment_intent("pi_nope").await,
+        Err(RepositoryError::NotFound)
+    ));
+    // The same id again is a duplicate, and writes nothing.
+    assert!(matches!(
+        db.store.create(&order, &[]).await,
+        Err(RepositoryError::Duplicate(_))
+    ));
+    assert!(matches!(
+        db.store.get(order_id(99)).await,
+        Err(RepositoryError::NotFound)
+    ));
+});
+
+both!(stale_save_is_a_conflict_and_writes_nothing, |db| {
+    let mut order = create_placed(&db, 1, "cust-1").await;
+    let stale = order.clone();
+    advance(&db, &mut order, OrderState::Validating).await;
+    let audit_before = db.store.audit_trail(order.id()).await.unwrap().len();
+    let outbox_before = db.count("outbox").await;
+
+    let mut loser = stale;
+    let expected = loser.version();
+    let change = loser
+        .transition(OrderState::Cancelled, ctx("late", t0()))
+        .unwrap();
+    let err = db
+        .store
+        .save(&loser, expected, &[change])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RepositoryError::Conflict(id) if id == order.id()));
+
+    let stored = db.store.get(order.id()).await.unwrap();
+    assert_eq!(stored.state(), OrderState::Validating);
+    assert_eq!(stored.version(), order.version());
+    assert_eq!(
+        db.store.audit_trail(order.id()).await.unwrap().len(),
+        audit_before
+    );
+    assert_eq!(db.count("outbox").await, outbox_before);
+
+    // Saving an order that was never created is NotFound.
+    let (ghost, change) = placed(order_id(50), "cust-1", &[("bk-1", 1)]);
+    assert!(matches!(
+        db.store.save(&ghost, ghost.version(), &[change]).await,
+        Err(RepositoryError::NotFound)
+    ));
+});
+
+both!(a_failed_outbox_insert_rolls_back_the_whole_save, |db| {
+    let mut order = create_placed(&db, 1, "cust-1").await;
+    advance(&db, &mut order, OrderState::Validating).await;
+    let audit_before = db.store.audit_trail(order.id()).await.unwrap().len();
+
+    let expected = order.version();
+    let mut next = order.clone();
+    let mut change = next
+        .transition(OrderState::Cancelled, ctx("cancel", t0()))
+        .unwrap();
+    // An event reusing sequence 1, which the creation already wrote.
+    change.events.push(EventEnvelope::new(
+        order.id(),
+        1,
+        t0(),
+        DomainEvent::OrderStateChanged {
+            from: None,
+            to: OrderState::Cancelled,
+            reason: "dup".into(),
+        },
+    ));
+    let err = db.store.save(&next, expected, &[change]).await.unwrap_err();
+    assert!(matches!(err, RepositoryError::Duplicate(_)), "{err:?}");
+
+    let stored = db.store.get(order.id()).await.unwrap();
+    assert_eq!(stored.state(), OrderState::Validating);
+    assert_eq!(stored.version(), expected);
+    assert_eq!(
+        db.store.audit_trail(order.id()).await.unwrap().len(),
+        audit_before
+    );
+    // And the store still works afterwards (nothing left half-open).
+    advance(&db, &mut order, OrderState::Cancelled).await;
+});
+
+both!(listing_is_newest_first_with_cursor_and_filters, |db| {
+    let mut ids = Vec::new();
+    for seq in 1..=7u64 {
+        let customer = if seq % 2 == 0 {
+            "cust-even"
+        } else {
+            "cust-odd"
+        };
+        let mut order = create_placed(&db, seq, customer).await;
+        if seq >= 6 {
+            advance(&db, &mut order, OrderState::Validating).await;
+        }
+        ids.push(order.id());
+    }
+    let newest_first: Vec<_> = ids.iter().rev().copied().collect();
+
+    let page1 = db
+        .store
+        .list(&OrderQuery {
+            limit: 3,
+            ..OrderQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        page1.orders.iter().map(Order::id).collect::<Vec<_>>(),
+        newest_first[..3]
+    );
+    assert_eq!(page1.next, Some(newest_first[2]));
+    // Lines come with the page.
+    assert_eq!(page1.orders[0].lines().len(), 1);
+    let page2 = db
+        .store
+        .list(&OrderQuery {
+            limit: 3,
+            before: page1.next,
+            ..OrderQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        page2.orders.iter().map(Order::id).collect::<Vec<_>>(),
+        newest_first[3..6]
+    );
+    let page3 = db
+        .store
+        .list(&OrderQuery {
+            limit: 3,
+            before: page2.next,
+            ..OrderQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        page3.orders.iter().map(Order::id).collect::<Vec<_>>(),
+        newest_first[6..]
+    );
+    assert_eq!(page3.next, None);
+
+    let even = db
+        .store
+        .list(&OrderQuery {
+            customer_id: Some(checkout_domain::CustomerId::parse("cust-even").unwrap()),
+            limit: 50,
+            ..OrderQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(even.orders.len(), 3);
+    assert!(
+        even.orders
+            .iter()
+            .all(|o| o.customer_id().as_str() == "cust-even")
+    );
+    assert_eq!(even.next, None);
+
+    let validating = db
+        .store
+        .list(&OrderQuery {
+            state: Some(OrderState::Validating),
+            limit: 50,
+            ..OrderQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        validating.orders.iter().map(Order::id).collect::<Vec<_>>(),
+        vec![ids[6], ids[5]]
+    );
+    let odd_validating = db
+        .store
+        .list(&OrderQuery {
+            customer_id: Some(checkout_domain::CustomerId::parse("cust-odd").unwrap()),
+            state: Some(OrderState::Validating),
+            limit: 50,
+            before: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        odd_validating
+            .orders
+            .iter()
+            .map(Order::id)
+            .collect::<Vec<_>>(),
+        vec![ids[6]]
+    );
+});
+
+both!(audit_trail_is_oldest_first, |db| {
+    let (mut order, created) = placed(order_id(1), "cust-1", &[("bk-1", 1)]);
+    let validating = order
+        .transition(OrderState::Validating, ctx("validate", t0()))
+        .unwrap();
+    db.store
+        .create(&order, &[created.clone(), validating.clone()])
+        .await
+        .unwrap();
+    let cancelled = advance(&db, &mut order, OrderState::Cancelled).await;
+    let trail = db.store.audit_trail(order.id()).await.unwrap();
+    assert_eq!(
+        trail,
+        vec![created.audit, validating.audit, cancelled.audit]
+    );
+    assert_eq!(trail[0].previous_state, None);
+    assert_eq!(db.count("outbox").await, 4);
+    assert!(matches!(
+        db.store.audit_trail(order_id(77)).await,
+        Err(RepositoryError::NotFound)
+    ));
+});
+
+both!(two_concurrent_saves_from_one_version_one_wins, |db| {
+    for seq in 1..=10u64 {
+        let order = create_placed(&db, seq, "cust-1").await;
+        let expected = order.version();
+        let mut a = order.clone();
+        let mut b = order.clone();
+        let ca = a
+            .transition(OrderState::Validating, ctx("a", t0()))
+            .unwrap();
+        let cb = b.transition(OrderState::Cancelled, ctx("b", t0())).unwrap();
+        let (s1, s2) = (db.store.clone(), db.store.clone());
+        let (ra, rb) = tokio::join!(
+            tokio::spawn(async move { s1.save(&a, expected, &[ca]).await }),
+            tokio::spawn(async move { s2.save(&b, expected, &[cb]).await }),
+        );
+        let results = [ra.unwrap(), rb.unwrap()];
+        let wins = results.iter().filter(|r| r.is_ok()).count();
+        let conflicts = results
+            .iter()
+            .filter(|r| matches!(r, Err(RepositoryError::Conflict(_))))
+            .count();
+        assert_eq!((wins, conflicts), (1, 1), "{results:?}");
+        assert_eq!(db.store.audit_trail(order.id()).await.unwrap().len(), 2);
+    }
+});
+
+both!(many_concurrent_writers_never_fail_busy, |db| {
+    // 64 callers creating and saving at once: the single SQLite writer
+    // queues them instead of answering SQLITE_BUSY.
+    let mut tasks = Vec::new();
+    for seq in 1..=64u64 {
+        let store = db.store.clone();
+        tasks.push(tokio::spawn(async move {
+            let (mut order, change) =
+                placed(order_id(seq), "cust-busy", &[("bk-1", 1), ("bk-2", 2)]);
+            store.create(&order, &[change]).await?;
+            let expected = order.version();
+            let change = order
+                .transition(OrderState::Validating, ctx("v", t0()))
+                .unwrap();
+            store.save(&order, expected, &[change]).await?;
+            store.get(order.id()).await.map(|_| ())
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    assert_eq!(db.count("orders").await, 64);
+    assert_eq!(db.count("audit_log").await, 128);
+});
+
+both!(worker_queries, |db| {
+    // Stale processing_payment orders, oldest change first.
+    let mut a = full_order(order_id(1), OrderState::ProcessingPayment);
+    db.store.create(&a, &[]).await.unwrap();
+    let b = full_order(order_id(2), OrderState::ProcessingPayment);
+    db.store.create(&b, &[]).await.unwrap();
+    let stale = db
+        .store
+        .find_stale(OrderState::ProcessingPayment, t0() + secs(60), 10)
+        .await
+        .unwrap();
+    assert_eq!(stale.len(), 2);
+    assert!(
+        db.store
+            .find_stale(OrderState::ProcessingPayment, t0(), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        db.store
+            .find_stale(OrderState::ProcessingPayment, t0() + secs(60), 1)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // Expired active reservations, only in the given states.
+    let expected = a.version();
+    a.set_reservation_status(ReservationStatus::Active, t0() + secs(10));
+    db.store.save(&a, expected, &[]).await.unwrap();
+    let expiry = a.reservation().unwrap().expires_at;
+    let expired = db
+        .store
+        .find_expired_reservations(&[OrderState::ProcessingPayment], expiry + secs(1), 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        expired.iter().map(Order::id).collect::<Vec<_>>(),
+        vec![a.id()]
+    );
+    assert!(
+        db.store
+            .find_expired_reservations(&[OrderState::ProcessingPayment], expiry, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        db.store
+            .find_expired_reservations(&[OrderState::Reserved], expiry + secs(1), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // Paid orders whose confirmation is pending.
+    let mut c = full_order(order_id(3), OrderState::Paid);
+    db.store.create(&c, &[]).await.unwrap();
+    assert!(
+        db.store
+            .find_unconfirmed_reservations(10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let expected = c.version();
+    c.set_reservation_status(ReservationStatus::ConfirmPending, t0() + secs(10));
+    db.store.save(&c, expected, &[]).await.unwrap();
+    let pending = db.store.find_unconfirmed_reservations(10).await.unwrap();
+    assert_eq!(
+        pending.iter().map(Order::id).collect::<Vec<_>>(),
+        vec![c.id()]
+    );
+});
+
+both!(webhook_events_are_recorded_once, |db| {
+    assert!(
+        db.store
+            .record_webhook_event("stripe", "evt_1", "payment_intent.succeeded", t0())
+            .await
+            .unwrap()
+    );
+    assert!(
+        !db.store
+            .record_webhook_event("stripe", "evt_1", "payment_intent.succeeded", t0())
+            .await
+            .unwrap()
+    );
+    assert!(
+        db.store
+            .record_webhook_event("other", "evt_1", "x", t0())
+            .await
+            .unwrap()
+    );
+    assert_eq!(db.count("webhook_inbox").await, 2);
+});
+
+both!(refunds_never_exceed_the_captured_amount, |db| {
+    let order = full_order(order_id(1), OrderState::Paid);
+    db.store.create(&order, &[]).await.unwrap();
+    let captured = usd("100.00");
+    // 25 concurrent refunds of 10.00 against 100.00: exactly 10 fit.
+    let mut tasks = Vec::new();
+    for _ in 0..25 {
+        let store = db.store.clone();
+        let refund = NewRefund {
+            id: RefundId::from_uuid(Uuid::now_v7()),
+            order_id: order.id(),
+            amount: usd("10.00"),
+            reason: Some("damaged".into()),
+            created_at: t0(),
+        };
+        tasks.push(tokio::spawn(async move {
+            (refund.id, store.begin_refund(&refund, captured).await)
+        }));
+    }
+    let mut ok = Vec::new();
+    for t in tasks {
+        match t.await.unwrap() {
+            (id, Ok(())) => ok.push(id),
+            (_, Err(RepositoryError::RefundExceedsPayment { remaining })) => {
+                assert!(remaining < usd("10.00"))
+            }
+            (_, Err(e)) => panic!("unexpected {e:?}"),
+        }
+    }
+    assert_eq!(ok.len(), 10);
+    assert_eq!(
+        db.scalar("SELECT CAST(SUM(amount_minor) AS BIGINT) FROM refunds")
+            .await,
+        10_000
+    );
+
+    // A failed refund no longer counts.
+    db.store
+        .fail_refund(ok[0], "provider said no")
+        .await
+        .unwrap();
+    assert_eq!(
+        db.store.get_refund(ok[0]).await.unwrap().status,
+        RefundRecordStatus::Failed
+    );
+    let again = NewRefund {
+        id: RefundId::from_uuid(Uuid::now_v7()),
+        order_id: order.id(),
+        amount: usd("10.01"),
+        reason: None,
+        created_at: t0(),
+    };
+    match db.store.begin_refund(&again, captured).await {
+        Err(RepositoryError::RefundExceedsPayment { remaining }) => {
+            assert_eq!(remaining, usd("10.00"))
+        }
+        other => panic!("{other:?}"),
+    }
+
+    // Completing a refund saves the order's change in the same transaction.
+    let mut paid = db.store.get(order.id()).await.unwrap();
+    let expected = paid.version();
+    let change = paid
+        .record_refund(ok[1], usd("10.00"), ctx("refund", t0() + secs(9)))
+        .unwrap();
+    let done = db
+        .store
+        .complete_refund(ok[1], "re_1", &paid, expected, &[change.clone()])
+        .await
+        .unwrap();
+    assert_eq!(done.status, RefundRecordStatus::Succeeded);
+    assert_eq!(done.provider_refund_id.as_deref(), Some("re_1"));
+    assert_eq!(done.amount, usd("10.00"));
+    assert_eq!(
+        db.store.get(order.id()).await.unwrap().refunded_amount(),
+        paid.refunded_amount()
+    );
+    // A stale completion writes nothing, not even the refund's status.
+    let err = db
+        .store
+        .complete_refund(ok[2], "re_2", &paid, expected, &[change])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RepositoryError::Conflict(_)));
+    assert_eq!(
+        db.store.get_refund(ok[2]).await.unwrap().status,
+        RefundRecordStatus::Pending
+    );
+
+    assert!(matches!(
+        db.store
+            .get_refund(RefundId::from_uuid(Uuid::now_v7()))
+            .await,
+        Err(RepositoryError::NotFound)
+    ));
+    assert!(matches!(
+        db.store
+            .fail_refund(RefundId::from_uuid(Uuid::now_v7()), "x")
+            .await,
+        Err(RepositoryError::NotFound)
+    ));
+    let orphan = NewRefund {
+        order_id: order_id(404),
+        ..again
+    };
+    assert!(matches!(
+        db.store.begin_refund(&orphan, captured).await,
+        Err(RepositoryError::NotFound)
+    ));
+});
+
+both!(idempotency_key_states, |db| {
+    let key = IdempotencyKey::parse("key-1").unwrap();
+    let later = t0() + secs(30);
+    assert_eq!(
+        db.store
+            .begin("cust-1", &key, "fp-a", t0(), t0() - secs(60))
+            .await
+            .unwrap(),
+        IdempotencyBegin::Started
+    );
+    assert_eq!(
+        db.store
+            .begin("cust-1", &key, "fp-a", later, t0() - secs(60))
+            .await
+            .unwrap(),
+        IdempotencyBegin::InFlight
+    );
+    assert_eq!(
+        db.store
+            .begin("cust-1", &key, "fp-b", later, t0() - secs(60))
+            .await
+            .unwrap(),
+        IdempotencyBegin::Mismatch
+    );
+    // Another scope is another key.
+    assert_eq!(
+        db.store
+            .begin("cust-2", &key, "fp-b", t0(), t0())
+            .await
+            .unwrap(),
+        IdempotencyBegin::Started
+    );
+
+    let response = StoredResponse {
+        status: 201,
+        headers: vec![
+            ("Location".into(), "/orders/1".into()),
+            ("Content-Type".into(), "application/json".into()),
+        ],
+        body: b"{\"id\":1}".to_vec(),
+    };
+    db.store.complete("cust-1", &key, &response).await.unwrap();
+    assert_eq!(
+        db.store
+            .begin("cust-1", &key, "fp-a", later, later)
+            .await
+            .unwrap(),
+        IdempotencyBegin::Replay(response)
+    );
+    // Abandon leaves a completed key alone…
+    db.store.abandon("cust-1", &key).await.unwrap();
+    assert!(matches!(
+        db.store
+            .begin("cust-1", &key, "fp-a", later, later)
+            .await
+            .unwrap(),
+        IdempotencyBegin::Replay(_)
+    ));
+    // …and frees an in-flight one.
+    db.store.abandon("cust-2", &key).await.unwrap();
+    assert_eq!(
+        db.store
+            .begin("cust-2", &key, "fp-c", later, t0())
+            .await
+            .unwrap(),
+        IdempotencyBegin::Started
+    );
+
+    // A stale in-flight claim is taken over, once.
+    let stale_key = IdempotencyKey::parse("key-2").unwrap();
+    assert_eq!(
+        db.store
+            .begin("cust-1", &stale_key, "fp", t0(), t0() - secs(60))
+            .await
+            .unwrap(),
+        IdempotencyBegin::Started
+    );
+    let stale_before = t0() + secs(1);
+    let (s1, s2) = (db.store.clone(), db.store.clone());
+    let (k1, k2) = (stale_key.clone(), stale_key.clone());
+    let (r1, r2) = tokio::join!(
+        tokio::spawn(async move {
+            s1.begin("cust-1", &k1, "fp", later, stale_before)
+                .await
+                .unwrap()
+        }),
+        tokio::spawn(async move {
+            s2.begin("cust-1", &k2, "fp", later, stale_before)
+                .await
+                .unwrap()
+        }),
+    );
+    let mut outcomes = vec![r1.unwrap(), r2.unwrap()];
+    outcomes.sort_by_key(|o| format!("{o:?}"));
+    assert_eq!(
+        outcomes,
+        vec![IdempotencyBegin::InFlight, IdempotencyBegin::Started]
+    );
+
+    // Purge by age.
+    assert_eq!(db.store.purge(t0() + secs(1)).await.unwrap(), 2);
+    assert_eq!(db.count("idempotency_keys").await, 1);
+});
+
+/// Creates an order and moves it through `n` more transitions, so it has
+/// `n + 1` state events (plus specific ones).
+async fn order_with_events(db: &TestDb, seq: u64) -> Order {
+    let mut order = create_placed(db, seq, "cust-outbox").await;
+    advance(db, &mut order, OrderState::Validating).await;
+    advance(db, &mut order, OrderState::Cancelled).await;
+    order
+}
+
+both!(
+    outbox_claims_in_order_and_respects_leases_retries_and_parking,
+    |db| {
+        let a = order_with_events(&db, 1).await; // events 1, 2, 3 (+ order.cancelled 4)
+        let b = order_with_events(&db, 2).await;
+        let per_order = db.scalar(&format!("SELECT COUNT(*) FROM outbox")).await / 2;
+        assert_eq!(per_order, 4);
+        let now = t0() + secs(100);
+
+        let stats = db.store.stats(now).await.unwrap();
+        assert_eq!((stats.pending, stats.parked), (8, 0));
+        assert!(stats.oldest_pending_seconds >= 99.0);
+
+        // The first three: a's events 1..3, in order.
+        let batch = db.store.claim_batch(3, now, 30).await.unwrap();
+        let got: Vec<_> = batch.iter().map(|r| (r.order_id, r.sequence)).collect();
+        assert_eq!(got, vec![(a.id(), 1), (a.id(), 2), (a.id(), 3)]);
+        assert!(batch[0].payload["type"] == "order.state_changed");
+        // a's 4th event waits behind the claimed ones; b is free.
+        let batch2 = db.store.claim_batch(10, now, 30).await.unwrap();
+        assert!(batch2.iter().all(|r| r.order_id == b.id()));
+        assert_eq!(
+            batch2.iter().map(|r| r.sequence).collect::<Vec<_>>(),
+            vec![1, 2, 3, 4]
+        );
+        assert!(db.store.claim_batch(10, now, 30).await.unwrap().is_empty());
+
+        // Publish a's first two; the third fails and is retried later.
+        db.store
+            .mark_published(&[batch[0].id, batch[1].id], now)
+            .await
+            .unwrap();
+        db.store
+            .record_failure(batch[2].id, "broker down", false, now + secs(60))
+            .await
+            .unwrap();
+        // Not before its retry time, and a's 4th stays behind it.
+        assert!(
+            db.store
+                .claim_batch(10, now + secs(1), 30)
+                .await
+                .unwrap()
+                .iter()
+                .all(|r| r.order_id != a.id())
+        );
+        let retry = db.store.claim_batch(10, now + secs(61), 30).await.unwrap();
+        let got: Vec<_> = retry
+            .iter()
+            .filter(|r| r.order_id == a.id())
+            .map(|r| (r.sequence, r.attempts))
+            .collect();
+        assert_eq!(got, vec![(3, 1), (4, 0)]);
+
+        // Parking the 3rd lets the 4th through alone once its lease is over.
+        db.store
+            .record_failure(retry[0].id, "poison", true, now + secs(61))
+            .await
+            .unwrap();
+        let after_park = db.store.claim_batch(10, now + secs(200), 30).await.unwrap();
+        let a_events: Vec<_> = after_park
+            .iter()
+            .filter(|r| r.order_id == a.id())
+            .map(|r| r.sequence)
+            .collect();
+        assert_eq!(a_events, vec![4]);
+        let stats = db.store.stats(now + secs(200)).await.unwrap();
+        assert_eq!(stats.parked, 1);
+        assert_eq!(stats.pending, 5);
+
+        // Everything published, then purged by age.
+        let ids: Vec<_> = after_park.iter().map(|r| r.id).collect();
+        db.store
+            .mark_published(&ids, now + secs(200))
+            .await
+            .unwrap();
+        assert_eq!(db.store.stats(now + secs(200)).await.unwrap().pending, 0);
+        assert_eq!(
+            db.store
+                .stats(now + secs(200))
+                .await
+                .unwrap()
+                .oldest_pending_seconds,
+            0.0
+        );
+        assert_eq!(db.store.purge_published(now + secs(1)).await.unwrap(), 2);
+        assert_eq!(db.store.purge_published(now + secs(201)).await.unwrap(), 5);
+        assert_eq!(db.count("outbox").await, 1); // the parked one stays
+        assert!(matches!(
+            db.store
+                .record_failure(
+                    checkout_domain::EventId::from_uuid(Uuid::now_v7()),
+                    "x",
+                    false,
+                    now
+                )
+                .await,
+            Err(RepositoryError::NotFound)
+        ));
+    }
+);
+
+both!(concurrent_claimers_never_share_an_event_or_an_order, |db| {
+    for seq in 1..=20u64 {
+        order_with_events(&db, seq).await;
+    }
+    let store = Arc::new(db.store.clone());
+    let now = t0() + secs(100);
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let s = store.clone();
+        tasks.push(tokio::spawn(async move {
+            s.claim_batch(7, now, 60).await.unwrap()
+        }));
+    }
+    let mut seen_events = std::collections::HashSet::new();
+    let mut owner = std::collections::HashMap::new();
+    for (i, t) in tasks.into_iter().enumerate() {
+        for r in t.await.unwrap() {
+            assert!(seen_events.insert(r.id), "event claimed twice");
+            let o = owner.entry(r.order_id).or_insert(i);
+            assert_eq!(*o, i, "two claimers hold events of one order");
+        }
+    }
+    assert!(!seen_events.is_empty());
+});
+
+both!(migrations_go_up_down_and_up_again, |db| {
+    let tables = "SELECT COUNT(*) FROM ";
+    let _ = tables;
+    let conn = sea_orm::Database::connect(db.url.as_str()).await.unwrap();
+    // Already up (the store migrated): up again is a no-op.
+    Migrator::up(&conn, None).await.unwrap();
+    let listing = match db.backend() {
+        checkout_store_seaorm::Backend::Sqlite => {
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name <> 'seaql_migrations'"
+        }
+        checkout_store_seaorm::Backend::Postgres => {
+            "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = 'public' AND table_name <> 'seaql_migrations'"
+        }
+    };
+    assert_eq!(db.scalar(listing).await, 11);
+    Migrator::down(&conn, None).await.unwrap();
+    assert_eq!(db.scalar(listing).await, 0);
+    Migrator::up(&conn, None).await.unwrap();
+    assert_eq!(db.scalar(listing).await, 11);
+    conn.close().await.unwrap();
+    // The schema works after the round trip.
+    create_placed(&db, 1, "cust-1").await;
+});
