@@ -60,6 +60,9 @@ pub struct Workers {
 pub struct Application {
     address: SocketAddr,
     server: actix_web::dev::Server,
+    /// Requests being served, for the drain on shutdown.
+    in_flight: InFlight,
+    drain_timeout: Duration,
     workers: Workers,
     store: SeaOrmStore,
     processor: OrderProcessor,
@@ -201,7 +204,7 @@ impl Application {
             payment_timeout: Duration::from_secs(settings.checkout.payment_timeout_secs),
             ..CheckoutSettings::default()
         };
-        let processor = OrderProcessor::new(
+        let mut processor = OrderProcessor::new(
             Arc::new(store.clone()),
             inventory.clone(),
             payments,
@@ -209,6 +212,10 @@ impl Application {
             ids,
             checkout,
         );
+        if settings.inventory.mode == "local" {
+            // Orders and stock share the database: one commit per step.
+            processor = processor.with_stock_ledger(Arc::new(store.clone()));
+        }
         let outbox = Arc::new(store.clone());
         let w = &settings.workers;
         let workers = Workers {
@@ -259,7 +266,24 @@ impl Application {
             shutdown_timeout: Duration::from_secs(settings.server.shutdown_timeout_secs),
             ..ServerSettings::default()
         };
-        let server = checkout_http::serve(listener, state, &server_settings)?;
+        let in_flight = InFlight::default();
+        let data = actix_web::web::Data::new(state);
+        let counted = in_flight.clone();
+        let server = actix_web::HttpServer::new(move || {
+            let counted = counted.clone();
+            checkout_http::server::app(data.clone()).wrap(actix_web::middleware::from_fn(
+                move |req, next| {
+                    let counted = counted.clone();
+                    async move { counted.track(req, next).await }
+                },
+            ))
+        })
+        .workers(server_settings.workers)
+        .shutdown_timeout(server_settings.shutdown_timeout.as_secs())
+        .client_request_timeout(server_settings.client_request_timeout)
+        .disable_signals()
+        .listen(listener)?
+        .run();
         let token = CancellationToken::new();
         let tasks = if settings.workers.enabled {
             spawn_workers(&workers, &settings, &token)
@@ -270,6 +294,8 @@ impl Application {
         Ok(Application {
             address,
             server,
+            in_flight,
+            drain_timeout: server_settings.shutdown_timeout,
             workers,
             store,
             processor,
@@ -307,17 +333,72 @@ impl Application {
         let handle = self.server.handle();
         let server = tokio::spawn(self.server);
         shutdown.await;
-        info!("shutting down: draining in-flight requests and worker batches");
+        info!(
+            in_flight = self.in_flight.count(),
+            "shutting down: draining in-flight requests and worker batches"
+        );
+        // Stop accepting, let every request in flight finish, then stop the
+        // server. (actix's own graceful stop can drop a connection in flight
+        // when its accept thread exits before the worker reads the stop.)
+        handle.pause().await;
+        if tokio::time::timeout(self.drain_timeout, self.in_flight.drained())
+            .await
+            .is_err()
+        {
+            warn!(
+                in_flight = self.in_flight.count(),
+                "requests still in flight after the shutdown timeout; stopping anyway"
+            );
+        }
         handle.stop(true).await;
+        server.await.context("server task")?.context("server")?;
         self.token.cancel();
         for task in self.tasks {
             if let Err(e) = task.await {
                 warn!(error = %e, "a worker ended abnormally");
             }
         }
-        server.await.context("server task")?.context("server")?;
         info!("shut down cleanly");
         Ok(())
+    }
+}
+
+/// Counts the requests being served so shutdown can wait for them.
+#[derive(Debug, Clone, Default)]
+struct InFlight {
+    count: Arc<std::sync::atomic::AtomicUsize>,
+    idle: Arc<tokio::sync::Notify>,
+}
+
+impl InFlight {
+    async fn track<B: actix_web::body::MessageBody>(
+        &self,
+        req: actix_web::dev::ServiceRequest,
+        next: actix_web::middleware::Next<B>,
+    ) -> Result<actix_web::dev::ServiceResponse<B>, actix_web::Error> {
+        use std::sync::atomic::Ordering;
+        self.count.fetch_add(1, Ordering::SeqCst);
+        let res = next.call(req).await;
+        if self.count.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.idle.notify_waiters();
+        }
+        res
+    }
+
+    fn count(&self) -> usize {
+        self.count.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Resolves once no request is in flight.
+    async fn drained(&self) {
+        loop {
+            let notified = self.idle.notified();
+            if self.count() == 0 {
+                return;
+            }
+            // Re-check now and then in case a wake-up raced the count.
+            let _ = tokio::time::timeout(Duration::from_millis(50), notified).await;
+        }
     }
 }
 

@@ -12,47 +12,85 @@ use checkout_ports::{
 
 use crate::helpers::{TestApp, backends, contract_order};
 
+/// SIGTERM to the real binary while an order is mid-payment: the order
+/// completes, new connections are refused, the process exits 0.
 #[tokio::test]
-async fn graceful_shutdown_finishes_the_request_in_flight() {
-    for backend in backends() {
-        // A slow provider keeps the order request in flight while we stop.
-        let mut app = TestApp::spawn_with(backend, |s| s.payments.mock_delay_ms = 300).await;
-        let server = app.app.take().unwrap();
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let running = tokio::spawn(server.run_until(async move {
-            let _ = stop_rx.await;
-        }));
-        let client = app.client.clone();
-        let url = format!("{}/orders", app.base);
-        let in_flight =
-            tokio::spawn(async move { client.post(url).json(&contract_order()).send().await });
-        // Stop only once the order is written and its payment under way:
-        // the request is then certainly in flight.
-        let query = OrderQuery {
-            limit: 1,
-            ..OrderQuery::default()
-        };
-        while OrderRepository::list(&app.store, &query)
+async fn sigterm_finishes_the_request_in_flight_and_exits_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_checkout-service"))
+        .arg("serve")
+        .env("CHECKOUT__SERVER__ADDR", format!("127.0.0.1:{port}"))
+        .env(
+            "CHECKOUT__DATABASE__URL",
+            format!("sqlite://{}/checkout.db", dir.path().display()),
+        )
+        .env("CHECKOUT__PAYMENTS__MOCK_DELAY_MS", "400")
+        .env("CHECKOUT__LOG__LEVEL", "warn")
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let client = reqwest::Client::new();
+    let mut ready = false;
+    for _ in 0..500 {
+        if client
+            .get(format!("{base}/health/ready"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(ready, "the service never became ready");
+    let in_flight = {
+        let (client, url) = (client.clone(), format!("{base}/orders"));
+        tokio::spawn(async move { client.post(url).json(&contract_order()).send().await })
+    };
+    // Signal only once the order is written and its payment under way: the
+    // request is then certainly in flight.
+    loop {
+        let list: serde_json::Value = client
+            .get(format!("{base}/orders"))
+            .send()
             .await
             .unwrap()
-            .orders
-            .is_empty()
-        {
-            tokio::time::sleep(Duration::from_millis(5)).await;
+            .json()
+            .await
+            .unwrap();
+        if !list["orders"].as_array().unwrap().is_empty() {
+            break;
         }
-        stop_tx.send(()).unwrap();
-        let res = in_flight.await.unwrap().unwrap();
-        assert_eq!(res.status().as_u16(), 201, "the in-flight order completed");
-        running.await.unwrap().unwrap();
-        // The listener is closed: new connections are refused.
-        assert!(
-            app.client
-                .get(format!("{}/health/live", app.base))
-                .send()
-                .await
-                .is_err()
-        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
+    let pid = child.id().unwrap().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let res = in_flight.await.unwrap().unwrap();
+    assert_eq!(res.status().as_u16(), 201, "the in-flight order completed");
+    let status = child.wait().await.unwrap();
+    assert!(status.success(), "exit status {status:?}");
+    assert!(
+        reqwest::Client::new()
+            .get(format!("{base}/health/live"))
+            .send()
+            .await
+            .is_err(),
+        "no longer accepting"
+    );
 }
 
 #[tokio::test]
