@@ -233,21 +233,9 @@ impl OrderProcessor {
         let reservation = match self.inventory.reserve(&request).await {
             Ok(r) => r,
             Err(InventoryError::Unavailable(items)) => {
-                let detail = TransitionDetail::InventoryFailure {
-                    code: "insufficient_inventory".into(),
-                    message: "some books are not available in the requested quantity".into(),
-                    unavailable_items: items.clone(),
-                };
-                changes.push(
-                    order.transition(
-                        OrderState::InventoryFailed,
-                        ctx("Insufficient inventory", now, &actor)
-                            .detail(detail)
-                            .metadata(json!({ "unavailable_items": items })),
-                    )?,
-                );
-                self.create(&order, &changes).await?;
-                return Ok(PlacedOrder::InventoryUnavailable { order, items });
+                return self
+                    .insufficient_inventory(order, changes, items, &actor, now)
+                    .await;
             }
             Err(InventoryError::Pricing(problem)) => {
                 return self
@@ -369,25 +357,11 @@ impl OrderProcessor {
                 self.pay(order, cart.payment_method(), actor).await
             }
             Err(LedgerError::Inventory(e)) => {
-                let (mut order, mut changes) = validated;
+                let (order, changes) = validated;
                 match e {
                     InventoryError::Unavailable(items) => {
-                        let detail = TransitionDetail::InventoryFailure {
-                            code: "insufficient_inventory".into(),
-                            message: "some books are not available in the requested quantity"
-                                .into(),
-                            unavailable_items: items.clone(),
-                        };
-                        changes.push(
-                            order.transition(
-                                OrderState::InventoryFailed,
-                                ctx("Insufficient inventory", now, actor)
-                                    .detail(detail)
-                                    .metadata(json!({ "unavailable_items": items })),
-                            )?,
-                        );
-                        self.create(&order, &changes).await?;
-                        Ok(PlacedOrder::InventoryUnavailable { order, items })
+                        self.insufficient_inventory(order, changes, items, actor, now)
+                            .await
                     }
                     InventoryError::Pricing(problem) => {
                         self.reject_pricing(order, changes, problem, actor, now)
@@ -401,6 +375,32 @@ impl OrderProcessor {
             }
             Err(LedgerError::Repository(e)) => Err(e.into()),
         }
+    }
+
+    /// Not enough stock: inventory_failed with the short lines.
+    async fn insufficient_inventory(
+        &self,
+        mut order: Order,
+        mut changes: Vec<OrderChange>,
+        items: Vec<UnavailableItem>,
+        actor: &Option<String>,
+        now: OffsetDateTime,
+    ) -> Result<PlacedOrder, AppError> {
+        let detail = TransitionDetail::InventoryFailure {
+            code: "insufficient_inventory".into(),
+            message: "some books are not available in the requested quantity".into(),
+            unavailable_items: items.clone(),
+        };
+        changes.push(
+            order.transition(
+                OrderState::InventoryFailed,
+                ctx("Insufficient inventory", now, actor)
+                    .detail(detail)
+                    .metadata(json!({ "unavailable_items": items })),
+            )?,
+        );
+        self.create(&order, &changes).await?;
+        Ok(PlacedOrder::InventoryUnavailable { order, items })
     }
 
     async fn inventory_outage(
@@ -476,17 +476,7 @@ impl OrderProcessor {
                 "order in processing_payment without a payment".into(),
             ));
         };
-        let total = order
-            .totals()
-            .map(|t| t.total_amount)
-            .ok_or(DomainError::NotPriced)?;
-        let request = CreateIntent {
-            order_id: order.id(),
-            customer_id: order.customer_id().clone(),
-            amount: total,
-            idempotency_key: payment.idempotency_key.clone(),
-            description: format!("BookVerse order {}", order.id()),
-        };
+        let request = intent_request(&order, &payment)?;
         let created =
             tokio::time::timeout_at(deadline, self.payments.create_intent(&request)).await;
         let intent = match created {
@@ -819,17 +809,7 @@ impl OrderProcessor {
                 None => {
                     // The create call's answer was lost: repeating it with the
                     // same idempotency key returns the same intent.
-                    let total = order
-                        .totals()
-                        .map(|t| t.total_amount)
-                        .ok_or(DomainError::NotPriced)?;
-                    let request = CreateIntent {
-                        order_id: order.id(),
-                        customer_id: order.customer_id().clone(),
-                        amount: total,
-                        idempotency_key: payment.idempotency_key.clone(),
-                        description: format!("BookVerse order {}", order.id()),
-                    };
+                    let request = intent_request(&order, &payment)?;
                     match self.payments.create_intent(&request).await {
                         Ok(intent) => intent.intent_id,
                         Err(PaymentError::Unknown(m)) => return Err(AppError::Unavailable(m)),
@@ -1099,6 +1079,22 @@ impl OrderProcessor {
     pub async fn audit_trail(&self, id: OrderId) -> Result<Vec<AuditEntry>, AppError> {
         Ok(self.repo.audit_trail(id).await?)
     }
+}
+
+/// What to ask the provider for: the order's total, under the attempt's
+/// idempotency key (so asking again returns the same intent).
+fn intent_request(order: &Order, payment: &Payment) -> Result<CreateIntent, AppError> {
+    let total = order
+        .totals()
+        .map(|t| t.total_amount)
+        .ok_or(DomainError::NotPriced)?;
+    Ok(CreateIntent {
+        order_id: order.id(),
+        customer_id: order.customer_id().clone(),
+        amount: total,
+        idempotency_key: payment.idempotency_key.clone(),
+        description: format!("BookVerse order {}", order.id()),
+    })
 }
 
 /// Maps an order someone else may have moved to the matching outcome.
