@@ -1,7 +1,11 @@
 //! `Idempotency-Key` handling: a repeated request replays the first
 //! response; the same key with another body is refused; the same key while
-//! the first request runs is refused. Keys are scoped (per customer for
-//! orders, per order for refunds) so two customers' keys never collide.
+//! the first request runs is refused. Keys are scoped so that two callers'
+//! keys never collide: per token subject when authentication is on (and per
+//! order for refunds), per customer for orders and per order for refunds
+//! when it is off. The scopes are built by
+//! [`Caller::orders_scope`](crate::auth::Caller::orders_scope) and
+//! [`Caller::refunds_scope`](crate::auth::Caller::refunds_scope).
 
 use std::future::Future;
 

@@ -5,7 +5,13 @@
 //! of `checkout-app` and encode the result; errors become RFC 9457 problems
 //! in one place ([`problem`]). The contract is `shared/API.md`; `GET
 //! /openapi.json` describes the same thing, generated from this code.
+//!
+//! Who may call what is [`auth`]'s business (bearer JWT, roles, and the
+//! `disabled` mode for local use); the edge's limits (body, headers, JSON
+//! depth, request timeout, CORS) are [`HttpSettings`], enforced in
+//! [`server`]. `docs/security.md` describes both.
 
+pub mod auth;
 pub mod dto;
 pub mod idempotency;
 pub mod openapi;
@@ -15,5 +21,9 @@ pub mod routes;
 pub mod server;
 pub mod state;
 
-pub use server::{ServerSettings, serve};
-pub use state::{AppState, HealthCheck, HttpSettings};
+pub use auth::{
+    AuthConfig, AuthConfigError, AuthError, AuthMode, Authenticator, Caller, DEFAULT_TOKEN_TTL,
+    Principal, Role, SecretString, mint_hs256,
+};
+pub use server::{ServerSettings, serve, serve_admin};
+pub use state::{AppState, EdgeConfigError, HealthCheck, HttpSettings};

@@ -1,5 +1,12 @@
-//! The API's handlers: decode at the edge, call one use case, encode. Error
-//! mapping lives in [`crate::problem`], DTOs in [`crate::dto`].
+//! The API's handlers: decode at the edge, check what the [`Caller`] may
+//! do, call one use case, encode. Error mapping lives in
+//! [`crate::problem`], DTOs in [`crate::dto`], authentication in
+//! [`crate::auth`].
+//!
+//! Authorization is checked by role before anything is looked up (so a 403
+//! never depends on whether the resource exists), then by ownership for
+//! customers, whose view of someone else's order is the 404 of an unknown
+//! one.
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -14,6 +21,7 @@ use futures::StreamExt;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+use crate::auth::{Caller, Role, forbidden};
 use crate::dto::{
     self, AuditTrailDto, Fields, OrderDto, OrderListDto, RefundDto, StockItemDto, StockListDto,
     UnavailableItemDto,
@@ -48,6 +56,36 @@ async fn read_body(mut payload: web::Payload, limit: usize) -> Result<web::Bytes
     Ok(body.freeze())
 }
 
+/// Whether the JSON text nests arrays and objects deeper than `max`. A
+/// linear scan before parsing, so that a hostile body costs no recursion;
+/// brackets inside strings don't count. Invalid JSON is left to the parser.
+fn nested_deeper_than(bytes: &[u8], max: usize) -> bool {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &b in bytes {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > max {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
+}
+
 /// Parses a JSON body; an empty body reads as `{}` where `allow_empty`.
 async fn json_body(
     payload: web::Payload,
@@ -57,6 +95,17 @@ async fn json_body(
     let bytes = read_body(payload, state.settings.body_limit).await?;
     if allow_empty && bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(json!({}));
+    }
+    let max_depth = state.settings.max_json_depth;
+    if nested_deeper_than(&bytes, max_depth) {
+        let message = format!("is nested deeper than {max_depth} levels");
+        return Err(Problem::new(
+            StatusCode::BAD_REQUEST,
+            "validation_failed",
+            "JSON nested too deeply",
+            format!("the body {message}"),
+        )
+        .with("errors", json!([{ "field": "body", "message": message }])));
     }
     serde_json::from_slice(&bytes).map_err(|e| {
         Problem::new(
@@ -175,7 +224,8 @@ fn placed_reply(placed: PlacedOrder) -> Reply {
     post, path = "/orders", tag = "orders",
     request_body = dto::PlaceOrderRequest,
     params(("Idempotency-Key" = Option<String>, Header, description = "1–255 printable ASCII characters; replays the first response")),
-    responses(
+    responses((status = 401, description = "No bearer token, or an invalid one (see WWW-Authenticate)", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The caller's role may not do this", body = Problem, content_type = "application/problem+json"),
         (status = 201, description = "Paid", body = OrderDto),
         (status = 202, description = "Payment needs customer action or is still unresolved", body = OrderDto),
         (status = 402, description = "Card declined", body = Problem, content_type = "application/problem+json"),
@@ -189,27 +239,40 @@ pub async fn place_order(
     req: HttpRequest,
     payload: web::Payload,
     state: web::Data<AppState>,
+    caller: Caller,
 ) -> HttpResponse {
-    let reply = match decode_cart(&req, payload, &state).await {
+    let reply = match decode_cart(&req, payload, &state, &caller).await {
         Err(p) => p.into(),
-        Ok((cart, None, _)) => run_pipeline(&state, cart).await,
+        Ok((cart, None, _)) => run_pipeline(&state, cart, caller.actor()).await,
         Ok((cart, Some(key), fp)) => {
-            let scope = format!("orders:{}", cart.customer_id());
-            idempotency::run_once(&state, &scope, &key, &fp, || run_pipeline(&state, cart)).await
+            let scope = caller.orders_scope(cart.customer_id());
+            // Boxed: the pipeline's future is large, and this one holds it
+            // next to the idempotency bookkeeping.
+            idempotency::run_once(&state, &scope, &key, &fp, || {
+                Box::pin(run_pipeline(&state, cart, caller.actor()))
+            })
+            .await
         }
     };
     reply.into_response()
 }
 
+/// Decodes the cart; a customer may order only for itself (403).
 async fn decode_cart(
     req: &HttpRequest,
     payload: web::Payload,
     state: &AppState,
+    caller: &Caller,
 ) -> Result<(Cart, Option<checkout_domain::IdempotencyKey>, String), Problem> {
+    caller.require(&[Role::Customer, Role::Staff])?;
+    let own = caller.own_customer()?;
     let key = idempotency::key_of(req)?;
     let body = json_body(payload, state, false).await?;
     let draft = dto::cart_draft(&body)?;
     let cart = Cart::parse(draft).map_err(|e| Problem::validation(&e))?;
+    if own.is_some_and(|me| &me != cart.customer_id()) {
+        return Err(forbidden("a customer may place orders only for itself"));
+    }
     Ok((
         cart,
         key,
@@ -217,8 +280,8 @@ async fn decode_cart(
     ))
 }
 
-async fn run_pipeline(state: &AppState, cart: Cart) -> Reply {
-    match state.processor.place_order(&cart, None).await {
+async fn run_pipeline(state: &AppState, cart: Cart, actor: Option<String>) -> Reply {
+    match state.processor.place_order(&cart, actor).await {
         Ok(placed) => placed_reply(placed),
         Err(e) => Problem::from(e).into(),
     }
@@ -227,13 +290,32 @@ async fn run_pipeline(state: &AppState, cart: Cart) -> Reply {
 /// Read an order.
 #[utoipa::path(get, path = "/orders/{id}", tag = "orders",
     params(("id" = String, Path, description = "Order id")),
-    responses((status = 200, body = OrderDto), (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 401, description = "No bearer token, or an invalid one (see WWW-Authenticate)", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The caller's role may not do this", body = Problem, content_type = "application/problem+json"),
+        (status = 200, body = OrderDto), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn get_order(
     path: web::Path<String>,
     state: web::Data<AppState>,
+    caller: Caller,
 ) -> Result<HttpResponse, Problem> {
-    let order = state.processor.get(order_id(&path)?).await?;
+    caller.require(&Role::ALL)?;
+    let order = visible_order(&state, &caller, order_id(&path)?).await?;
     Ok(HttpResponse::Ok().json(OrderDto::from_order(&order)))
+}
+
+/// The order, if the caller may see it; someone else's order is the same
+/// 404 as an unknown one.
+async fn visible_order(
+    state: &AppState,
+    caller: &Caller,
+    id: OrderId,
+) -> Result<checkout_domain::Order, Problem> {
+    let order = state.processor.get(id).await?;
+    if caller.may_see(order.customer_id()) {
+        Ok(order)
+    } else {
+        Err(Problem::order_not_found())
+    }
 }
 
 fn encode_cursor(id: OrderId) -> String {
@@ -253,11 +335,16 @@ fn decode_cursor(cursor: &str) -> Option<OrderId> {
         ("limit" = Option<u32>, Query, description = "1–200, default 50"),
         ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
     ),
-    responses((status = 200, body = OrderListDto), (status = 422, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 401, description = "No bearer token, or an invalid one (see WWW-Authenticate)", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The caller's role may not do this", body = Problem, content_type = "application/problem+json"),
+        (status = 200, body = OrderListDto), (status = 422, body = Problem, content_type = "application/problem+json")))]
 pub async fn list_orders(
     req: HttpRequest,
     state: web::Data<AppState>,
+    caller: Caller,
 ) -> Result<HttpResponse, Problem> {
+    caller.require(&Role::ALL)?;
+    let own = caller.own_customer()?;
     let params: Vec<(String, String)> = serde_urlencoded::from_str(req.query_string())
         .map_err(|e| Problem::field("query", format!("unreadable query string: {e}")))?;
     let get = |k: &str| {
@@ -297,6 +384,16 @@ pub async fn list_orders(
     if !errors.is_empty() {
         return Err(Problem::validation(&errors));
     }
+    // A customer lists its own orders: the filter is forced to its id, and
+    // asking for another customer's is refused rather than answered empty,
+    // so a client bug shows instead of looking like "no orders".
+    let customer_id = match (own, customer_id) {
+        (Some(me), Some(asked)) if asked != me => {
+            return Err(forbidden("a customer may list only its own orders"));
+        }
+        (Some(me), _) => Some(me),
+        (None, asked) => asked,
+    };
     let page = state
         .processor
         .list(&OrderQuery {
@@ -315,11 +412,17 @@ pub async fn list_orders(
 /// An order's audit trail, oldest first.
 #[utoipa::path(get, path = "/orders/{id}/audit", tag = "orders",
     params(("id" = String, Path, description = "Order id")),
-    responses((status = 200, body = AuditTrailDto), (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 401, description = "No bearer token, or an invalid one (see WWW-Authenticate)", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The caller's role may not do this", body = Problem, content_type = "application/problem+json"),
+        (status = 200, body = AuditTrailDto), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn audit_trail(
     path: web::Path<String>,
     state: web::Data<AppState>,
+    caller: Caller,
 ) -> Result<HttpResponse, Problem> {
+    // The trail names staff and carries internal metadata: not for
+    // customers, whose view is the order itself.
+    caller.require(&[Role::Staff, Role::Service])?;
     let entries = state.processor.audit_trail(order_id(&path)?).await?;
     Ok(HttpResponse::Ok().json(AuditTrailDto {
         entries: entries.into_iter().map(Into::into).collect(),
@@ -330,14 +433,21 @@ pub async fn audit_trail(
 #[utoipa::path(post, path = "/orders/{id}/cancel", tag = "orders",
     params(("id" = String, Path, description = "Order id")),
     request_body(content = dto::CancelRequest, description = "Optional reason"),
-    responses((status = 200, body = OrderDto), (status = 404, body = Problem, content_type = "application/problem+json"),
+    responses((status = 401, description = "No bearer token, or an invalid one (see WWW-Authenticate)", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The caller's role may not do this", body = Problem, content_type = "application/problem+json"),
+        (status = 200, body = OrderDto), (status = 404, body = Problem, content_type = "application/problem+json"),
               (status = 409, description = "invalid_transition", body = Problem, content_type = "application/problem+json")))]
 pub async fn cancel_order(
     path: web::Path<String>,
     payload: web::Payload,
     state: web::Data<AppState>,
+    caller: Caller,
 ) -> Result<HttpResponse, Problem> {
+    caller.require(&[Role::Customer, Role::Staff])?;
     let id = order_id(&path)?;
+    if caller.own_customer()?.is_some() {
+        visible_order(&state, &caller, id).await?;
+    }
     let body = json_body(payload, &state, true).await?;
     let mut errors = ValidationErrors::default();
     let mut f = Fields {
@@ -355,33 +465,47 @@ pub async fn cancel_order(
     let reason = reason
         .filter(|r| !r.trim().is_empty())
         .unwrap_or_else(|| "Cancelled on request".into());
-    let order = state.processor.cancel(id, reason, None).await?;
+    let order = state.processor.cancel(id, reason, caller.actor()).await?;
     Ok(HttpResponse::Ok().json(OrderDto::from_order(&order)))
 }
 
 /// Start fulfilment: paid → fulfilling.
 #[utoipa::path(post, path = "/orders/{id}/fulfill", tag = "orders",
     params(("id" = String, Path, description = "Order id")),
-    responses((status = 200, body = OrderDto), (status = 404, body = Problem, content_type = "application/problem+json"),
+    responses((status = 401, description = "No bearer token, or an invalid one (see WWW-Authenticate)", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The caller's role may not do this", body = Problem, content_type = "application/problem+json"),
+        (status = 200, body = OrderDto), (status = 404, body = Problem, content_type = "application/problem+json"),
               (status = 409, body = Problem, content_type = "application/problem+json")))]
 pub async fn fulfil_order(
     path: web::Path<String>,
     state: web::Data<AppState>,
+    caller: Caller,
 ) -> Result<HttpResponse, Problem> {
-    let order = state.processor.fulfil(order_id(&path)?, None).await?;
+    caller.require(&[Role::Staff])?;
+    let order = state
+        .processor
+        .fulfil(order_id(&path)?, caller.actor())
+        .await?;
     Ok(HttpResponse::Ok().json(OrderDto::from_order(&order)))
 }
 
 /// Mark shipped: fulfilling → completed.
 #[utoipa::path(post, path = "/orders/{id}/complete", tag = "orders",
     params(("id" = String, Path, description = "Order id")),
-    responses((status = 200, body = OrderDto), (status = 404, body = Problem, content_type = "application/problem+json"),
+    responses((status = 401, description = "No bearer token, or an invalid one (see WWW-Authenticate)", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The caller's role may not do this", body = Problem, content_type = "application/problem+json"),
+        (status = 200, body = OrderDto), (status = 404, body = Problem, content_type = "application/problem+json"),
               (status = 409, body = Problem, content_type = "application/problem+json")))]
 pub async fn complete_order(
     path: web::Path<String>,
     state: web::Data<AppState>,
+    caller: Caller,
 ) -> Result<HttpResponse, Problem> {
-    let order = state.processor.complete(order_id(&path)?, None).await?;
+    caller.require(&[Role::Staff])?;
+    let order = state
+        .processor
+        .complete(order_id(&path)?, caller.actor())
+        .await?;
     Ok(HttpResponse::Ok().json(OrderDto::from_order(&order)))
 }
 
@@ -390,7 +514,9 @@ pub async fn complete_order(
     params(("id" = String, Path, description = "Order id"),
            ("Idempotency-Key" = Option<String>, Header, description = "Replays the first response")),
     request_body = dto::RefundRequest,
-    responses((status = 201, body = RefundDto), (status = 404, body = Problem, content_type = "application/problem+json"),
+    responses((status = 401, description = "No bearer token, or an invalid one (see WWW-Authenticate)", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The caller's role may not do this", body = Problem, content_type = "application/problem+json"),
+        (status = 201, body = RefundDto), (status = 404, body = Problem, content_type = "application/problem+json"),
               (status = 409, body = Problem, content_type = "application/problem+json"),
               (status = 422, description = "refund_exceeds_payment or invalid amount", body = Problem, content_type = "application/problem+json")))]
 pub async fn refund_order(
@@ -398,8 +524,10 @@ pub async fn refund_order(
     path: web::Path<String>,
     payload: web::Payload,
     state: web::Data<AppState>,
+    caller: Caller,
 ) -> HttpResponse {
     let decoded = async {
+        caller.require(&[Role::Staff])?;
         let id = order_id(&path)?;
         let key = idempotency::key_of(&req)?;
         let body = json_body(payload, &state, true).await?;
@@ -423,11 +551,13 @@ pub async fn refund_order(
     .await;
     let reply = match decoded {
         Err(p) => p.into(),
-        Ok((id, None, amount, reason, _)) => refund_reply(&state, id, amount, reason).await,
+        Ok((id, None, amount, reason, _)) => {
+            refund_reply(&state, id, amount, reason, caller.actor()).await
+        }
         Ok((id, Some(key), amount, reason, fp)) => {
-            let scope = format!("refunds:{id}");
+            let scope = caller.refunds_scope(id);
             idempotency::run_once(&state, &scope, &key, &fp, || {
-                refund_reply(&state, id, amount, reason)
+                refund_reply(&state, id, amount, reason, caller.actor())
             })
             .await
         }
@@ -440,10 +570,11 @@ async fn refund_reply(
     id: OrderId,
     amount: Option<rust_decimal::Decimal>,
     reason: Option<String>,
+    actor: Option<String>,
 ) -> Reply {
     match state
         .processor
-        .refund(id, amount, reason, None, false)
+        .refund(id, amount, reason, actor, false)
         .await
     {
         Ok((refund, _)) => Reply::json(StatusCode::CREATED, &RefundDto::from(refund)),
@@ -503,12 +634,16 @@ fn book_id(raw: &str) -> Result<BookId, Problem> {
 #[utoipa::path(put, path = "/inventory/{book_id}", tag = "inventory",
     params(("book_id" = String, Path, description = "Book id")),
     request_body = dto::StockRequest,
-    responses((status = 200, body = StockItemDto), (status = 422, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 401, description = "No bearer token, or an invalid one (see WWW-Authenticate)", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The caller's role may not do this", body = Problem, content_type = "application/problem+json"),
+        (status = 200, body = StockItemDto), (status = 422, body = Problem, content_type = "application/problem+json")))]
 pub async fn put_stock(
     path: web::Path<String>,
     payload: web::Payload,
     state: web::Data<AppState>,
+    caller: Caller,
 ) -> Result<HttpResponse, Problem> {
+    caller.require(&[Role::Staff])?;
     let stock = local_stock(&state)?;
     let body = json_body(payload, &state, false).await?;
     let mut errors = ValidationErrors::default();
@@ -581,11 +716,15 @@ pub async fn put_stock(
 /// A book in the local stock.
 #[utoipa::path(get, path = "/inventory/{book_id}", tag = "inventory",
     params(("book_id" = String, Path, description = "Book id")),
-    responses((status = 200, body = StockItemDto), (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 401, description = "No bearer token, or an invalid one (see WWW-Authenticate)", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The caller's role may not do this", body = Problem, content_type = "application/problem+json"),
+        (status = 200, body = StockItemDto), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn get_stock(
     path: web::Path<String>,
     state: web::Data<AppState>,
+    caller: Caller,
 ) -> Result<HttpResponse, Problem> {
+    caller.require(&[Role::Staff, Role::Service])?;
     let stock = local_stock(&state)?;
     let item = stock
         .get_stock(&book_id(&path)?)
@@ -595,8 +734,14 @@ pub async fn get_stock(
 }
 
 /// The whole local stock.
-#[utoipa::path(get, path = "/inventory", tag = "inventory", responses((status = 200, body = StockListDto)))]
-pub async fn list_stock(state: web::Data<AppState>) -> Result<HttpResponse, Problem> {
+#[utoipa::path(get, path = "/inventory", tag = "inventory", responses((status = 401, description = "No bearer token, or an invalid one (see WWW-Authenticate)", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The caller's role may not do this", body = Problem, content_type = "application/problem+json"),
+        (status = 200, body = StockListDto)))]
+pub async fn list_stock(
+    state: web::Data<AppState>,
+    caller: Caller,
+) -> Result<HttpResponse, Problem> {
+    caller.require(&[Role::Staff, Role::Service])?;
     let stock = local_stock(&state)?;
     let items = stock.list_stock().await.map_err(stock_problem)?;
     Ok(HttpResponse::Ok().json(StockListDto {
@@ -670,7 +815,15 @@ pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
 
 /// Prometheus metrics.
 #[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, content_type = "text/plain")))]
-pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+pub async fn metrics(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    if !state.settings.metrics_on_api {
+        return not_found(req).await;
+    }
+    admin_metrics(state).await
+}
+
+/// `/metrics` on the admin address (always served there).
+pub async fn admin_metrics(state: web::Data<AppState>) -> HttpResponse {
     match &state.metrics {
         Some(handle) => HttpResponse::Ok()
             .content_type("text/plain; version=0.0.4")
@@ -688,4 +841,18 @@ pub async fn not_found(req: HttpRequest) -> HttpResponse {
         format!("no route for {} {}", req.method(), req.path()),
     )
     .to_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::nested_deeper_than;
+
+    #[test]
+    fn json_depth_counts_brackets_outside_strings_only() {
+        assert!(!nested_deeper_than(br#"{"a": [1, {"b": 2}]}"#, 3));
+        assert!(nested_deeper_than(br#"{"a": [1, {"b": 2}]}"#, 2));
+        assert!(!nested_deeper_than(br#"{"a": "[[[[[[\"[[[["}"#, 1));
+        assert!(nested_deeper_than("[".repeat(10_000).as_bytes(), 32));
+        assert!(!nested_deeper_than(b"", 0));
+    }
 }

@@ -1,5 +1,6 @@
 //! What every handler can reach.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -8,13 +9,18 @@ use checkout_app::OrderProcessor;
 use checkout_ports::{Clock, IdempotencyStore, StockAdmin, WebhookVerifier};
 use metrics_exporter_prometheus::PrometheusHandle;
 
+use crate::auth::{AuthConfigError, Authenticator};
+
 /// Answers the readiness probe: can the service do its work right now?
 #[async_trait]
 pub trait HealthCheck: Send + Sync {
     async fn ready(&self) -> bool;
 }
 
-/// Limits and timeouts of the HTTP edge.
+/// Limits, timeouts and security policy of the HTTP edge.
+///
+/// Built by the binary with `..HttpSettings::default()`, so adding a knob
+/// never breaks it; the defaults are the safe local ones.
 #[derive(Debug, Clone)]
 pub struct HttpSettings {
     /// Largest request body accepted, in bytes (413 beyond).
@@ -22,6 +28,29 @@ pub struct HttpSettings {
     /// An idempotency key whose request has been in flight this long is
     /// treated as abandoned (its holder died) and may be taken over.
     pub idempotency_in_flight_timeout: Duration,
+    /// Who may call the API (bearer JWT, or disabled for local use).
+    pub auth: Arc<Authenticator>,
+    /// Deepest nesting of arrays and objects accepted in a JSON body (400
+    /// beyond): our bodies are 4 levels deep, and deep nesting is only ever
+    /// an attempt to exhaust the parser.
+    pub max_json_depth: usize,
+    /// Most request headers accepted (431 beyond).
+    pub max_headers: usize,
+    /// Largest total size of the request headers, names and values, in
+    /// bytes (431 beyond). Leaves room for a large identity-provider token.
+    pub max_header_bytes: usize,
+    /// A request (body upload included) that takes longer is answered 503
+    /// and its work dropped, as if the process had stopped: the sweeper and
+    /// the reconciler settle what it left. Must exceed the payment timeout,
+    /// or orders would routinely be cut off mid-payment.
+    pub request_timeout: Duration,
+    /// Browser origins allowed to call the API cross-origin (exact
+    /// `scheme://host[:port]`). Empty (the default) = CORS off: no CORS
+    /// headers, so browsers keep other sites out.
+    pub cors_allowed_origins: Vec<String>,
+    /// Serve `/metrics` on the API's address. Turn it off when the binary
+    /// serves metrics on a separate admin address ([`crate::serve_admin`]).
+    pub metrics_on_api: bool,
 }
 
 impl Default for HttpSettings {
@@ -29,7 +58,38 @@ impl Default for HttpSettings {
         Self {
             body_limit: 64 * 1024,
             idempotency_in_flight_timeout: Duration::from_secs(120),
+            auth: Arc::new(Authenticator::disabled()),
+            max_json_depth: 32,
+            max_headers: 64,
+            max_header_bytes: 16 * 1024,
+            request_timeout: Duration::from_secs(60),
+            cors_allowed_origins: Vec::new(),
+            metrics_on_api: true,
         }
+    }
+}
+
+/// Why the HTTP edge refuses to start with these settings on this address.
+#[derive(Debug, thiserror::Error)]
+pub enum EdgeConfigError {
+    #[error(transparent)]
+    Auth(#[from] AuthConfigError),
+    #[error("{0}")]
+    CorsOrigin(String),
+}
+
+impl HttpSettings {
+    /// The start-up checks of the edge: authentication may be disabled
+    /// only on a loopback address (a warning is logged when it is), and
+    /// every CORS origin must be an exact origin. [`crate::serve`] runs them;
+    /// a binary that builds its own `HttpServer` around [`crate::server::app`]
+    /// must call this with the bound address before serving.
+    pub fn check_for(&self, address: SocketAddr) -> Result<(), EdgeConfigError> {
+        self.auth.check_bind(address)?;
+        for origin in &self.cors_allowed_origins {
+            crate::server::check_cors_origin(origin).map_err(EdgeConfigError::CorsOrigin)?;
+        }
+        Ok(())
     }
 }
 
