@@ -24,7 +24,7 @@ use checkout_ports::{
 };
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, FromQueryResult, QueryFilter,
-    QueryOrder,
+    QueryOrder, QueryResult,
 };
 use time::OffsetDateTime;
 use tracing::{debug, instrument};
@@ -34,7 +34,9 @@ use crate::SeaOrmStore;
 use crate::convert;
 use crate::entity::{reservation_items, reservations, stock};
 use crate::error::DbResultExt;
-use crate::sql::{Sql, from_micros, micros};
+use crate::sql::{
+    Batch, ORDER_SAVED, RESERVATION_SWITCHED, STOCK_TAKEN, Sql, from_micros, markers, micros,
+};
 
 fn unexpected(e: RepositoryError) -> InventoryError {
     InventoryError::Unexpected(e.to_string())
@@ -89,24 +91,35 @@ impl SeaOrmStore {
         Ok(Some((row, reservation)))
     }
 
-    /// Reserves every line of `req` or none, inside `txn` (the caller drops
-    /// the transaction on error, which rolls everything back).
-    async fn reserve_in(
+    /// Inserts the reservation row if it is new; `Some(existing)` when the
+    /// id is already taken (a repeat, or a concurrent twin that won — the
+    /// insert waits on its key): it is returned as it is.
+    async fn claim_reservation_id(
         &self,
         txn: &DatabaseTransaction,
         req: &ReservationRequest,
-        quote: Quote<'_>,
-    ) -> Result<Reservation, InventoryError> {
-        let backend = self.db_backend();
+    ) -> Result<Option<Reservation>, InventoryError> {
+        let mut sql = Sql::default();
+        Self::push_reservation_row(&mut sql, req);
+        sql.push(" ON CONFLICT (id) DO NOTHING");
+        let inserted = txn.execute_raw(sql.build(self.db_backend())).await.inv()?;
+        if inserted.rows_affected() == 1 {
+            return Ok(None);
+        }
+        debug!(reservation_id = %req.reservation_id, "reservation exists; returning it");
+        self.load_reservation(txn, req.reservation_id.as_uuid())
+            .await?
+            .map(|(_, r)| Some(r))
+            .ok_or(InventoryError::NotFound)
+    }
+
+    fn push_reservation_row(sql: &mut Sql, req: &ReservationRequest) {
         let now = micros(OffsetDateTime::now_utc());
-        // Insert-first: the reservation id is the idempotency key. A repeat
-        // (or a concurrent twin, which waits on the key) inserts nothing
-        // and gets the existing reservation back as it is.
-        let mut sql = Sql::new(
+        sql.push(
             "INSERT INTO reservations (id, order_id, currency, status, expires_at, created_at, \
              updated_at) VALUES ",
-        );
-        sql.tuple([
+        )
+        .tuple([
             req.reservation_id.as_uuid().into(),
             req.order_id.as_uuid().into(),
             req.currency.code().into(),
@@ -114,66 +127,277 @@ impl SeaOrmStore {
             micros(req.expires_at).into(),
             now.into(),
             now.into(),
-        ])
-        .push(" ON CONFLICT (id) DO NOTHING");
-        if txn
-            .execute_raw(sql.build(backend))
-            .await
-            .inv()?
-            .rows_affected()
-            == 0
-        {
-            debug!(reservation_id = %req.reservation_id, "reservation exists; returning it");
-            return self
-                .load_reservation(txn, req.reservation_id.as_uuid())
-                .await?
-                .map(|(_, r)| r)
-                .ok_or(InventoryError::NotFound);
-        }
+        ]);
+    }
 
-        // The catalog rows of every requested book, in one query.
-        let books: Vec<&str> = req.lines.iter().map(|l| l.book_id.as_str()).collect();
-        let rows = stock::Entity::find()
-            .filter(stock::Column::BookId.is_in(books))
-            .all(txn)
-            .await
-            .inv()?;
-        let catalog: HashMap<&str, &stock::Model> =
-            rows.iter().map(|r| (r.book_id.as_str(), r)).collect();
-        let unknown: Vec<BookId> = req
-            .lines
-            .iter()
-            .filter(|l| !catalog.contains_key(l.book_id.as_str()))
-            .map(|l| l.book_id.clone())
-            .collect();
-        if !unknown.is_empty() {
-            return Err(InventoryError::Pricing(PricingProblem::UnknownBooks(
-                unknown,
-            )));
-        }
-        let mut prices = Vec::with_capacity(req.lines.len());
-        let mut mismatches = Vec::new();
+    /// Appends the statements that take the units of `req`: one
+    /// conditional update per book, in book order (a stable lock order on
+    /// PostgreSQL), each a gate that also checks the catalog row is in the
+    /// order's currency (and, for a quoted reservation, still at the quoted
+    /// price) and returns the price it reserved at ([`STOCK_TAKEN`]); then
+    /// the reservation row (when `new_row`) and its lines. No read comes
+    /// first: `finish_reserve` works out what went wrong, if anything,
+    /// from the rows that came back. Returns the units wanted per book.
+    fn push_reserve(
+        batch: &mut Batch,
+        req: &ReservationRequest,
+        quote: Quote<'_>,
+        new_row: bool,
+    ) -> Result<Vec<(String, u32)>, InventoryError> {
+        let now = micros(OffsetDateTime::now_utc());
+        let mut wanted: BTreeMap<&str, u32> = BTreeMap::new();
         for line in &req.lines {
-            let Some(row) = catalog.get(line.book_id.as_str()) else {
-                continue;
-            };
-            let item = convert::stock_item(row).map_err(unexpected)?;
-            if item.price.currency() != req.currency {
-                return Err(InventoryError::Pricing(PricingProblem::CurrencyMismatch {
-                    catalog: item.price.currency(),
-                    order: req.currency,
-                }));
-            }
+            *wanted.entry(line.book_id.as_str()).or_default() += line.quantity.get();
+        }
+        for (book, q) in &wanted {
             let quoted = match quote {
                 Quote::Catalog => None,
-                Quote::Quoted(q) => match q.iter().find(|(b, _)| *b == line.book_id) {
-                    Some((_, p)) => Some(*p),
+                Quote::Quoted(prices) => match prices.iter().find(|(b, _)| b.as_str() == *book) {
+                    Some((_, price)) => Some(*price),
                     None => {
                         return Err(InventoryError::Pricing(PricingProblem::UnknownBooks(vec![
-                            line.book_id.clone(),
+                            BookId::parse(*book)
+                                .map_err(|e| InventoryError::Unexpected(e.to_string()))?,
                         ])));
                     }
                 },
+            };
+            let sql = batch.gate();
+            let q_param = sql.param(i64::from(*q));
+            sql.push(&format!(
+                "UPDATE stock SET available = available - {q_param}, \
+                 reserved = reserved + {q_param}, updated_at = "
+            ))
+            .bind(now)
+            .push(" WHERE book_id = ")
+            .bind(*book)
+            .push(&format!(" AND available >= {q_param} AND currency = "))
+            .bind(req.currency.code());
+            if let Some(price) = quoted {
+                sql.push(" AND price_minor = ").bind(price.to_minor_units());
+            }
+            sql.push(&format!(
+                " RETURNING CAST({STOCK_TAKEN} AS BIGINT), book_id, price_minor"
+            ));
+        }
+        if new_row {
+            Self::push_reservation_row(batch.next(), req);
+        }
+        if req.lines.is_empty() {
+            return Ok(Vec::new());
+        }
+        // The lines, at the price each book was just reserved at.
+        let sql = batch.next();
+        sql.push(
+            "INSERT INTO reservation_items (reservation_id, line_no, book_id, quantity, \
+             unit_price_minor) ",
+        );
+        for (i, line) in req.lines.iter().enumerate() {
+            if i > 0 {
+                sql.push(" UNION ALL ");
+            }
+            let book = sql.param(line.book_id.as_str());
+            sql.push("SELECT ")
+                .bind(req.reservation_id.as_uuid())
+                .push(", ")
+                .bind(i as i64 + 1)
+                .push(&format!(", {book}, "))
+                .bind(i64::from(line.quantity.get()))
+                .push(&format!(", price_minor FROM stock WHERE book_id = {book}"));
+        }
+        Ok(wanted.into_iter().map(|(b, q)| (b.to_owned(), q)).collect())
+    }
+
+    /// Reads what a batch of `push_reserve` returned: the reservation when
+    /// every book was taken at an acceptable price, else why not (the
+    /// caller then drops the transaction).
+    async fn finish_reserve(
+        &self,
+        txn: &DatabaseTransaction,
+        req: &ReservationRequest,
+        quote: Quote<'_>,
+        wanted: &[(String, u32)],
+        rows: &[QueryResult],
+    ) -> Result<Reservation, InventoryError> {
+        let mut catalog: HashMap<String, Money> = HashMap::new();
+        for row in rows {
+            if row.try_get_by_index::<i64>(0).inv()? != STOCK_TAKEN {
+                continue;
+            }
+            let book: String = row.try_get_by_index(1).inv()?;
+            let minor: i64 = row.try_get_by_index(2).inv()?;
+            let price = Money::from_minor_units(minor, req.currency)
+                .map_err(|e| InventoryError::Unexpected(format!("stored price: {e}")))?;
+            catalog.insert(book, price);
+        }
+        let taken: HashMap<&str, u32> = wanted
+            .iter()
+            .filter(|(b, _)| catalog.contains_key(b))
+            .map(|(b, q)| (b.as_str(), *q))
+            .collect();
+        if let Some((failed, _)) = wanted.iter().find(|(b, _)| !catalog.contains_key(b)) {
+            return Err(self.diagnose(txn, req, quote, &taken, failed).await);
+        }
+        let mut lines = Vec::with_capacity(req.lines.len());
+        for line in &req.lines {
+            let Some(price) = catalog.get(line.book_id.as_str()).copied() else {
+                return Err(InventoryError::Unexpected(
+                    "reserved line without a price".into(),
+                ));
+            };
+            // The price the client saw must be the catalog's.
+            if line.expected_unit_price.is_some_and(|e| e != price) {
+                return Err(self
+                    .diagnose(txn, req, quote, &taken, line.book_id.as_str())
+                    .await);
+            }
+            lines.push(checkout_ports::ReservationLine {
+                book_id: line.book_id.clone(),
+                quantity: line.quantity,
+                unit_price: price,
+            });
+        }
+        Ok(Reservation {
+            id: req.reservation_id,
+            expires_at: req.expires_at,
+            lines,
+        })
+    }
+
+    /// Appends the statements that apply `effect` to the stock, for a
+    /// batch that already holds the order's save. The reservation's switch
+    /// from `active` returns [`RESERVATION_SWITCHED`].
+    ///
+    /// The units must move only if this transaction made the switch. On
+    /// PostgreSQL the switch is a gate (the batch stops when it fails) and
+    /// locks the reservation, then the stock rows are locked in book order
+    /// and adjusted. On SQLite the whole batch runs in one call whatever
+    /// the gates say, so the units are moved first, by a statement that
+    /// only finds lines while the reservation is still active, and the
+    /// switch follows; the single writer holds the database throughout, so
+    /// the two see the same status.
+    fn push_effect(&self, batch: &mut Batch, effect: StockEffect) {
+        let (id, to, adjust) = match effect {
+            StockEffect::Confirm(id) => (id, "confirmed", Adjust::Confirm),
+            StockEffect::Release(id) => (id, "released", Adjust::Release),
+        };
+        let switch = |sql: &mut Sql| {
+            sql.push("UPDATE reservations SET status = ")
+                .bind(to)
+                .push(", updated_at = ")
+                .bind(micros(OffsetDateTime::now_utc()))
+                .push(" WHERE status = 'active' AND id = ")
+                .bind(id.as_uuid())
+                .push(&format!(
+                    " RETURNING CAST({RESERVATION_SWITCHED} AS BIGINT)"
+                ));
+        };
+        if self.is_postgres() {
+            switch(batch.gate());
+            Self::push_adjust(batch, &[id.as_uuid()], adjust, true, false);
+        } else {
+            Self::push_adjust(batch, &[id.as_uuid()], adjust, false, true);
+            switch(batch.next());
+        }
+    }
+
+    /// Appends the statements that move the units of `ids`' reservations:
+    /// on PostgreSQL (`lock`) the stock rows are locked in book order
+    /// first, so transactions touching the same books can't deadlock;
+    /// `only_active` counts only reservations still active.
+    fn push_adjust(batch: &mut Batch, ids: &[Uuid], adjust: Adjust, lock: bool, only_active: bool) {
+        if lock {
+            batch
+                .next()
+                .push(
+                    "SELECT CAST(0 AS BIGINT), book_id FROM stock WHERE book_id IN \
+                     (SELECT book_id FROM reservation_items WHERE reservation_id IN ",
+                )
+                .list(ids.iter().copied())
+                .push(") ORDER BY book_id FOR UPDATE");
+        }
+        let set = match adjust {
+            Adjust::Confirm => "reserved = reserved - x.q",
+            Adjust::Release => "available = available + x.q, reserved = reserved - x.q",
+        };
+        let active = if only_active {
+            " AND reservation_id IN (SELECT id FROM reservations WHERE status = 'active')"
+        } else {
+            ""
+        };
+        batch
+            .next()
+            .push(&format!("UPDATE stock SET {set}, updated_at = "))
+            .bind(micros(OffsetDateTime::now_utc()))
+            .push(
+                " FROM (SELECT book_id, CAST(SUM(quantity) AS BIGINT) AS q FROM \
+                 reservation_items WHERE reservation_id IN ",
+            )
+            .list(ids.iter().copied())
+            .push(&format!(
+                "{active} GROUP BY book_id) AS x WHERE stock.book_id = x.book_id"
+            ));
+    }
+
+    /// Why a reservation can't be made, worked out after a conditional
+    /// update refused (the cold path), from the catalog rows of every
+    /// requested book read inside the same transaction. In order: unknown
+    /// books, a catalog currency other than the order's, prices that differ
+    /// (from the quote or from what the client saw), then short lines —
+    /// counting back what this transaction already took.
+    async fn diagnose(
+        &self,
+        txn: &DatabaseTransaction,
+        req: &ReservationRequest,
+        quote: Quote<'_>,
+        taken: &HashMap<&str, u32>,
+        failed: &str,
+    ) -> InventoryError {
+        let books: Vec<&str> = req.lines.iter().map(|l| l.book_id.as_str()).collect();
+        let rows = match stock::Entity::find()
+            .filter(stock::Column::BookId.is_in(books))
+            .all(txn)
+            .await
+            .inv()
+        {
+            Ok(rows) => rows,
+            Err(e) => return e,
+        };
+        let mut items: HashMap<&str, StockItem> = HashMap::new();
+        for row in &rows {
+            match convert::stock_item(row) {
+                Ok(item) => {
+                    items.insert(row.book_id.as_str(), item);
+                }
+                Err(e) => return unexpected(e),
+            }
+        }
+        let unknown: Vec<BookId> = req
+            .lines
+            .iter()
+            .filter(|l| {
+                !items.contains_key(l.book_id.as_str())
+                    || matches!(quote, Quote::Quoted(q) if !q.iter().any(|(b, _)| *b == l.book_id))
+            })
+            .map(|l| l.book_id.clone())
+            .collect();
+        if !unknown.is_empty() {
+            return InventoryError::Pricing(PricingProblem::UnknownBooks(unknown));
+        }
+        if let Some(other) = items.values().find(|i| i.price.currency() != req.currency) {
+            return InventoryError::Pricing(PricingProblem::CurrencyMismatch {
+                catalog: other.price.currency(),
+                order: req.currency,
+            });
+        }
+        let mut mismatches = Vec::new();
+        for line in &req.lines {
+            let Some(item) = items.get(line.book_id.as_str()) else {
+                continue;
+            };
+            let quoted = match quote {
+                Quote::Catalog => None,
+                Quote::Quoted(q) => q.iter().find(|(b, _)| *b == line.book_id).map(|(_, p)| *p),
             };
             if let Some(expected) = quoted
                 .filter(|q| *q != item.price)
@@ -185,119 +409,38 @@ impl SeaOrmStore {
                     catalog: item.price,
                 });
             }
-            prices.push(item.price);
         }
         if !mismatches.is_empty() {
-            return Err(InventoryError::Pricing(PricingProblem::PriceMismatch(
-                mismatches,
-            )));
+            return InventoryError::Pricing(PricingProblem::PriceMismatch(mismatches));
         }
-
-        // Take the units: one conditional update per book, in book order
-        // (a stable lock order on PostgreSQL).
         let mut wanted: BTreeMap<&str, u32> = BTreeMap::new();
         for line in &req.lines {
             *wanted.entry(line.book_id.as_str()).or_default() += line.quantity.get();
         }
-        let wanted: Vec<(&str, u32)> = wanted.into_iter().collect();
-        for (i, (book, q)) in wanted.iter().enumerate() {
-            let mut sql = Sql::new("UPDATE stock SET ");
-            let q_param = sql.param(i64::from(*q));
-            sql.push(&format!(
-                "available = available - {q_param}, reserved = reserved + {q_param}, updated_at = "
-            ))
-            .bind(now)
-            .push(" WHERE book_id = ")
-            .bind(*book)
-            .push(&format!(" AND available >= {q_param}"));
-            if txn
-                .execute_raw(sql.build(backend))
-                .await
-                .inv()?
-                .rows_affected()
-                == 0
-            {
-                let short = self.short_lines(txn, &wanted[i..]).await?;
-                debug!(reservation_id = %req.reservation_id, short = short.len(), "not enough stock");
-                return Err(InventoryError::Unavailable(short));
-            }
-        }
-
-        let mut sql = Sql::new(
-            "INSERT INTO reservation_items (reservation_id, line_no, book_id, quantity, \
-             unit_price_minor) VALUES ",
-        );
-        sql.rows(
-            req.lines
-                .iter()
-                .zip(&prices)
-                .enumerate()
-                .map(|(i, (l, p))| {
-                    vec![
-                        req.reservation_id.as_uuid().into(),
-                        (i as i64 + 1).into(),
-                        l.book_id.as_str().into(),
-                        i64::from(l.quantity.get()).into(),
-                        p.to_minor_units().into(),
-                    ]
-                }),
-        );
-        if !req.lines.is_empty() {
-            txn.execute_raw(sql.build(backend)).await.inv()?;
-        }
-        Ok(Reservation {
-            id: req.reservation_id,
-            expires_at: req.expires_at,
-            lines: req
-                .lines
-                .iter()
-                .zip(prices)
-                .map(|(l, unit_price)| checkout_ports::ReservationLine {
-                    book_id: l.book_id.clone(),
-                    quantity: l.quantity,
-                    unit_price,
-                })
-                .collect(),
-        })
-    }
-
-    /// The lines that can't be served: the first of `rest` failed its
-    /// conditional update, so it is short whatever the count now says; the
-    /// others are short when their current count is below what they need.
-    async fn short_lines(
-        &self,
-        txn: &DatabaseTransaction,
-        rest: &[(&str, u32)],
-    ) -> Result<Vec<UnavailableItem>, InventoryError> {
-        let rows = stock::Entity::find()
-            .filter(stock::Column::BookId.is_in(rest.iter().map(|(b, _)| *b)))
-            .all(txn)
-            .await
-            .inv()?;
-        let counts: HashMap<&str, i64> = rows
-            .iter()
-            .map(|r| (r.book_id.as_str(), r.available))
-            .collect();
         let mut short = Vec::new();
-        for (i, (book, q)) in rest.iter().enumerate() {
-            let available = counts.get(book).copied().unwrap_or(0);
-            let available = u32::try_from(available.max(0)).unwrap_or(u32::MAX);
-            if i == 0 || available < *q {
+        for (book, q) in wanted {
+            let Some(item) = items.get(book) else {
+                continue;
+            };
+            let available = item
+                .available
+                .saturating_add(taken.get(book).copied().unwrap_or(0));
+            if available < q || book == failed {
                 short.push(UnavailableItem {
-                    book_id: BookId::parse(*book)
-                        .map_err(|e| InventoryError::Unexpected(e.to_string()))?,
-                    requested: *q,
-                    // A concurrent release may have refilled the first line
-                    // since its update failed; report it as short anyway.
-                    available: if i == 0 {
-                        available.min(q.saturating_sub(1))
-                    } else {
+                    book_id: item.book_id.clone(),
+                    requested: q,
+                    // The update of `failed` found too few copies; should a
+                    // concurrent release have refilled it since, it is still
+                    // reported as short, with what it had.
+                    available: if available < q {
                         available
+                    } else {
+                        q.saturating_sub(1)
                     },
                 });
             }
         }
-        Ok(short)
+        InventoryError::Unavailable(short)
     }
 
     /// Moves the units of `ids`' reservations (which the caller has just
@@ -312,28 +455,9 @@ impl SeaOrmStore {
             return Ok(());
         }
         let backend = self.db_backend();
-        if self.is_postgres() {
-            let mut lock = Sql::new(
-                "SELECT book_id FROM stock WHERE book_id IN (SELECT book_id FROM \
-                 reservation_items WHERE reservation_id IN ",
-            );
-            lock.list(ids.iter().copied())
-                .push(") ORDER BY book_id FOR UPDATE");
-            txn.query_all_raw(lock.build(backend)).await.inv()?;
-        }
-        let set = match adjust {
-            Adjust::Confirm => "reserved = reserved - x.q",
-            Adjust::Release => "available = available + x.q, reserved = reserved - x.q",
-        };
-        let mut sql = Sql::new(&format!("UPDATE stock SET {set}, updated_at = "));
-        sql.bind(micros(OffsetDateTime::now_utc()))
-            .push(
-                " FROM (SELECT book_id, CAST(SUM(quantity) AS BIGINT) AS q FROM reservation_items \
-                 WHERE reservation_id IN ",
-            )
-            .list(ids.iter().copied())
-            .push(" GROUP BY book_id) AS x WHERE stock.book_id = x.book_id");
-        txn.execute_raw(sql.build(backend)).await.inv()?;
+        let mut batch = Batch::new(backend);
+        Self::push_adjust(&mut batch, ids, adjust, self.is_postgres(), false);
+        batch.run(txn, backend).await.inv()?;
         Ok(())
     }
 
@@ -406,8 +530,17 @@ impl SeaOrmStore {
 impl InventoryPort for SeaOrmStore {
     #[instrument(skip_all, fields(order_id = %request.order_id, reservation_id = %request.reservation_id))]
     async fn reserve(&self, request: &ReservationRequest) -> Result<Reservation, InventoryError> {
+        let backend = self.db_backend();
         let txn = self.begin_write().await.inv()?;
-        let reservation = self.reserve_in(&txn, request, Quote::Catalog).await?;
+        if let Some(existing) = self.claim_reservation_id(&txn, request).await? {
+            return Ok(existing);
+        }
+        let mut batch = Batch::new(backend);
+        let wanted = Self::push_reserve(&mut batch, request, Quote::Catalog, false)?;
+        let rows = batch.run(&txn, backend).await.inv()?;
+        let reservation = self
+            .finish_reserve(&txn, request, Quote::Catalog, &wanted, &rows)
+            .await?;
         txn.commit().await.inv()?;
         Ok(reservation)
     }
@@ -592,10 +725,21 @@ impl OrderStockLedger for SeaOrmStore {
         reservation: &ReservationRequest,
         prices: &[(BookId, Money)],
     ) -> Result<(), LedgerError> {
+        // One batch: take the units (gates), record the reservation, create
+        // the order with its changes. On SQLite that is BEGIN, one call,
+        // COMMIT. The reservation id is fresh here, so a plain insert.
+        let backend = self.db_backend();
+        let quote = Quote::Quoted(prices);
+        let mut batch = Batch::new(backend);
+        let wanted = Self::push_reserve(&mut batch, reservation, quote, true)?;
+        Self::push_create(&mut batch, order, changes)?;
         let txn = self.begin_write().await.repo()?;
-        self.reserve_in(&txn, reservation, Quote::Quoted(prices))
+        let rows = batch
+            .run(&txn, backend)
+            .await
+            .map_err(|e| Self::create_failed(order, e))?;
+        self.finish_reserve(&txn, reservation, quote, &wanted, &rows)
             .await?;
-        self.create_in(&txn, order, changes).await?;
         txn.commit().await.repo()?;
         Ok(())
     }
@@ -608,11 +752,37 @@ impl OrderStockLedger for SeaOrmStore {
         changes: &[OrderChange],
         effect: StockEffect,
     ) -> Result<(), LedgerError> {
+        // One batch: the order's compare-and-set (a gate) and changes, then
+        // the stock effect (see `push_effect`).
+        let backend = self.db_backend();
+        let mut batch = Batch::new(backend);
+        Self::push_save(&mut batch, order, expected_version, changes)?;
+        self.push_effect(&mut batch, effect);
         let txn = self.begin_write().await.repo()?;
-        self.save_in(&txn, order, expected_version, changes).await?;
-        match effect {
-            StockEffect::Confirm(id) => self.confirm_in(&txn, id).await?,
-            StockEffect::Release(id) => self.release_in(&txn, id).await?,
+        let rows = match batch.run(&txn, backend).await {
+            Ok(rows) => rows,
+            Err(e) => {
+                let _ = txn.rollback().await;
+                return Err(self.save_failed(order, expected_version, e).await.into());
+            }
+        };
+        let marks = markers(&rows).repo()?;
+        if !marks.contains(&ORDER_SAVED) {
+            return Err(self
+                .save_refused(&txn, order, expected_version)
+                .await
+                .into());
+        }
+        if !marks.contains(&RESERVATION_SWITCHED) {
+            // Not active any more: fine unless a confirm finds it released
+            // (or missing) — then nothing may be written.
+            if let StockEffect::Confirm(id) = effect {
+                match self.status_of(&txn, id.as_uuid()).await?.as_deref() {
+                    Some("confirmed") => {}
+                    None => return Err(InventoryError::NotFound.into()),
+                    Some(_) => return Err(InventoryError::ReservationGone(id).into()),
+                }
+            }
         }
         txn.commit().await.repo()?;
         Ok(())

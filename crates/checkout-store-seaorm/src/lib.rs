@@ -23,6 +23,12 @@
 //!   queue in the process instead of failing with `SQLITE_BUSY`; reads use
 //!   a separate pool of read-only connections, which WAL lets run
 //!   alongside the writer.
+//! - The hot path (`create`, `save`, and the `OrderStockLedger` pair that
+//!   carries a whole order in two commits) writes with multi-row inserts,
+//!   no read before the write, and compare-and-set updates whose
+//!   `RETURNING` row says they applied. On SQLite each transaction's
+//!   statements go to the database thread as ONE call (see `sql::Batch`):
+//!   BEGIN, one call, COMMIT.
 
 mod convert;
 mod entity;
@@ -44,6 +50,10 @@ use sea_orm::{
 use tracing::{debug, info};
 
 pub use error::StoreError;
+
+/// The PostgreSQL advisory lock key held while migrating (an arbitrary
+/// constant: "checkout" in ASCII, folded into an `i64`).
+const MIGRATION_LOCK: i64 = 0x636865_636b6f7574;
 
 /// Which database the store talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -147,6 +157,9 @@ impl SeaOrmStore {
         let mut w = ConnectOptions::new(url);
         w.max_connections(1)
             .min_connections(1)
+            // A local file needs no liveness probe, and on the single
+            // writer every probe would queue behind (and delay) writes.
+            .test_before_acquire(false)
             .idle_timeout(None)
             .max_lifetime(None)
             .acquire_timeout(options.acquire_timeout)
@@ -168,6 +181,7 @@ impl SeaOrmStore {
             let mut r = ConnectOptions::new(url);
             r.max_connections(options.max_connections.max(1))
                 .min_connections(0)
+                .test_before_acquire(false)
                 .acquire_timeout(options.acquire_timeout)
                 .connect_timeout(options.connect_timeout)
                 .sqlx_logging(options.log_statements)
@@ -189,10 +203,31 @@ impl SeaOrmStore {
     }
 
     /// Applies every pending migration.
+    ///
+    /// On PostgreSQL the migrations run in one transaction holding an
+    /// advisory lock: when several instances start at once, the first
+    /// migrates and the others wait, then find nothing left to do; and as
+    /// PostgreSQL's DDL is transactional, a failed migration leaves nothing
+    /// half-applied. SQLite's single writer connection serialises them
+    /// already.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        Migrator::up(&self.writer, None)
-            .await
-            .map_err(StoreError::Migrate)?;
+        match self.backend {
+            Backend::Postgres => {
+                let txn = self.writer.begin().await.map_err(StoreError::Migrate)?;
+                txn.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK})"))
+                    .await
+                    .map_err(StoreError::Migrate)?;
+                Migrator::up(&txn, None)
+                    .await
+                    .map_err(StoreError::Migrate)?;
+                txn.commit().await.map_err(StoreError::Migrate)?;
+            }
+            Backend::Sqlite => {
+                Migrator::up(&self.writer, None)
+                    .await
+                    .map_err(StoreError::Migrate)?;
+            }
+        }
         debug!("migrations applied");
         Ok(())
     }

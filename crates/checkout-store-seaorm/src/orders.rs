@@ -15,7 +15,7 @@ use checkout_domain::{
 };
 use checkout_ports::{NewRefund, OrderPage, OrderQuery, OrderRepository, Refund, RepositoryError};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder,
+    ColumnTrait, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait, QueryFilter, QueryOrder,
     QuerySelect, Value,
 };
 use time::OffsetDateTime;
@@ -25,8 +25,8 @@ use uuid::Uuid;
 use crate::SeaOrmStore;
 use crate::convert::{self, ORDER_COLUMNS};
 use crate::entity::{audit_log, order_items, orders, refunds};
-use crate::error::DbResultExt;
-use crate::sql::{Sql, micros};
+use crate::error::{DbResultExt, repo_err};
+use crate::sql::{Batch, ORDER_SAVED, Sql, markers, micros};
 
 /// Most orders one listing returns.
 const MAX_PAGE: u32 = 200;
@@ -71,53 +71,58 @@ impl SeaOrmStore {
             .ok_or(RepositoryError::NotFound)
     }
 
-    /// Inserts a new order, its lines, its changes and its payment attempt
-    /// inside `txn`.
-    pub(crate) async fn create_in(
-        &self,
-        txn: &DatabaseTransaction,
+    /// Appends the statements that insert a new order, its lines, its
+    /// changes and its payment attempt.
+    pub(crate) fn push_create(
+        batch: &mut Batch,
         order: &Order,
         changes: &[OrderChange],
     ) -> Result<(), RepositoryError> {
-        let backend = self.db_backend();
-        let mut sql = Sql::new(&format!(
-            "INSERT INTO orders ({}) VALUES ",
-            ORDER_COLUMNS.join(", ")
-        ));
-        sql.tuple(convert::order_values(order)?);
-        txn.execute_raw(sql.build(backend))
-            .await
-            .map_err(|e| match crate::error::repo_err(e) {
-                RepositoryError::Duplicate(_) => {
-                    RepositoryError::Duplicate(format!("order {}", order.id()))
-                }
-                other => other,
-            })?;
+        batch
+            .next()
+            .push(&format!(
+                "INSERT INTO orders ({}) VALUES ",
+                ORDER_COLUMNS.join(", ")
+            ))
+            .tuple(convert::order_values(order)?);
         let items = convert::item_rows(order);
         if !items.is_empty() {
-            let mut sql = Sql::new(
-                "INSERT INTO order_items (order_id, line_no, book_id, quantity, \
-                 unit_price_minor, expected_unit_price_minor) VALUES ",
-            );
-            sql.rows(items);
-            txn.execute_raw(sql.build(backend)).await.repo()?;
+            batch
+                .next()
+                .push(
+                    "INSERT INTO order_items (order_id, line_no, book_id, quantity, \
+                     unit_price_minor, expected_unit_price_minor) VALUES ",
+                )
+                .rows(items);
         }
-        self.write_changes(txn, order, changes).await
+        Self::push_changes(batch, order, changes);
+        Ok(())
     }
 
-    /// Saves `order` over `expected_version` inside `txn`: `Conflict` (and
-    /// nothing written — the caller drops the transaction) when the stored
-    /// version differs.
-    pub(crate) async fn save_in(
-        &self,
-        txn: &DatabaseTransaction,
+    /// What a failed create means: a taken order id is `Duplicate`.
+    pub(crate) fn create_failed(order: &Order, e: DbErr) -> RepositoryError {
+        match repo_err(e) {
+            RepositoryError::Duplicate(m) => {
+                RepositoryError::Duplicate(format!("order {}: {m}", order.id()))
+            }
+            other => other,
+        }
+    }
+
+    /// Appends the statements that save `order` over `expected_version`:
+    /// the row's compare-and-set on `version` (a gate returning
+    /// [`ORDER_SAVED`]), then the changes.
+    pub(crate) fn push_save(
+        batch: &mut Batch,
         order: &Order,
         expected_version: u64,
         changes: &[OrderChange],
     ) -> Result<(), RepositoryError> {
-        let backend = self.db_backend();
         let values = convert::order_values(order)?;
-        let mut sql = Sql::new("UPDATE orders SET ");
+        let expected =
+            i64::try_from(expected_version).map_err(|_| RepositoryError::Conflict(order.id()))?;
+        let sql = batch.gate();
+        sql.push("UPDATE orders SET ");
         // The id never changes, nor does the creation time.
         for (i, (col, value)) in ORDER_COLUMNS
             .iter()
@@ -130,75 +135,129 @@ impl SeaOrmStore {
             }
             sql.push(col).push(" = ").bind(value);
         }
-        let expected =
-            i64::try_from(expected_version).map_err(|_| RepositoryError::Conflict(order.id()))?;
         sql.push(" WHERE id = ")
             .bind(order.id().as_uuid())
             .push(" AND version = ")
-            .bind(expected);
-        let updated = txn.execute_raw(sql.build(backend)).await.repo()?;
-        if updated.rows_affected() == 0 {
-            // The cold path: tell a missing order from a stale version.
-            let exists = orders::Entity::find_by_id(order.id().as_uuid())
-                .select_only()
-                .column(orders::Column::Version)
-                .into_tuple::<i64>()
-                .one(txn)
-                .await
-                .repo()?;
-            debug!(order_id = %order.id(), expected_version, stored = ?exists, "save refused");
-            return Err(match exists {
-                None => RepositoryError::NotFound,
-                Some(_) => RepositoryError::Conflict(order.id()),
-            });
+            .bind(expected)
+            .push(&format!(" RETURNING CAST({ORDER_SAVED} AS BIGINT)"));
+        Self::push_changes(batch, order, changes);
+        Ok(())
+    }
+
+    /// Why a save's compare-and-set matched no row (the cold path): the
+    /// order is missing, or its stored version is not the expected one.
+    /// `conn` sees the database as the save left it (the save changed
+    /// nothing in `orders`).
+    pub(crate) async fn save_refused<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        order: &Order,
+        expected_version: u64,
+    ) -> RepositoryError {
+        let stored = orders::Entity::find_by_id(order.id().as_uuid())
+            .select_only()
+            .column(orders::Column::Version)
+            .into_tuple::<i64>()
+            .one(conn)
+            .await;
+        debug!(order_id = %order.id(), expected_version, ?stored, "save refused");
+        match stored {
+            Ok(None) => RepositoryError::NotFound,
+            Ok(Some(_)) => RepositoryError::Conflict(order.id()),
+            Err(e) => repo_err(e),
         }
-        self.write_changes(txn, order, changes).await
+    }
+
+    /// What a save batch that failed means, once its transaction is rolled
+    /// back: a stale writer (whose events may have collided with the
+    /// winner's) is a `Conflict`; otherwise the error stands.
+    pub(crate) async fn save_failed(
+        &self,
+        order: &Order,
+        expected_version: u64,
+        e: DbErr,
+    ) -> RepositoryError {
+        let stored = orders::Entity::find_by_id(order.id().as_uuid())
+            .select_only()
+            .column(orders::Column::Version)
+            .into_tuple::<i64>()
+            .one(&self.writer)
+            .await;
+        match stored {
+            Ok(Some(v)) if u64::try_from(v).ok() == Some(expected_version) => repo_err(e),
+            Ok(Some(_)) => RepositoryError::Conflict(order.id()),
+            Ok(None) => RepositoryError::NotFound,
+            Err(_) => repo_err(e),
+        }
+    }
+
+    /// Saves `order` over `expected_version` with `changes` inside `txn`,
+    /// in one batch. On `Err` the transaction has been rolled back.
+    pub(crate) async fn save_in(
+        &self,
+        txn: DatabaseTransaction,
+        order: &Order,
+        expected_version: u64,
+        changes: &[OrderChange],
+    ) -> Result<DatabaseTransaction, RepositoryError> {
+        let backend = self.db_backend();
+        let mut batch = Batch::new(backend);
+        Self::push_save(&mut batch, order, expected_version, changes)?;
+        let rows = match batch.run(&txn, backend).await {
+            Ok(rows) => rows,
+            Err(e) => {
+                let _ = txn.rollback().await;
+                return Err(self.save_failed(order, expected_version, e).await);
+            }
+        };
+        if !markers(&rows).repo()?.contains(&ORDER_SAVED) {
+            return Err(self.save_refused(&txn, order, expected_version).await);
+        }
+        Ok(txn)
     }
 
     /// The audit entries and outbox events of `changes` (one multi-row
     /// insert each), then the order's current payment attempt (upsert).
-    async fn write_changes(
-        &self,
-        txn: &DatabaseTransaction,
-        order: &Order,
-        changes: &[OrderChange],
-    ) -> Result<(), RepositoryError> {
-        let backend = self.db_backend();
+    fn push_changes(batch: &mut Batch, order: &Order, changes: &[OrderChange]) {
         if !changes.is_empty() {
-            let mut sql = Sql::new(
-                "INSERT INTO audit_log (order_id, previous_state, new_state, reason, metadata, \
-                 actor, at) VALUES ",
-            );
-            sql.rows(changes.iter().map(|c| convert::audit_row(&c.audit)));
-            txn.execute_raw(sql.build(backend)).await.repo()?;
+            batch
+                .next()
+                .push(
+                    "INSERT INTO audit_log (order_id, previous_state, new_state, reason, \
+                     metadata, actor, at) VALUES ",
+                )
+                .rows(changes.iter().map(|c| convert::audit_row(&c.audit)));
         }
         let events: Vec<Vec<Value>> = changes
             .iter()
             .flat_map(|c| c.events.iter().map(convert::outbox_row))
             .collect();
         if !events.is_empty() {
-            let mut sql = Sql::new(
-                "INSERT INTO outbox (id, order_id, sequence, event_type, payload, occurred_at) \
-                 VALUES ",
-            );
-            sql.rows(events);
-            txn.execute_raw(sql.build(backend)).await.repo()?;
+            batch
+                .next()
+                .push(
+                    "INSERT INTO outbox (id, order_id, sequence, event_type, payload, \
+                     occurred_at) VALUES ",
+                )
+                .rows(events);
         }
         if let Some(row) = convert::payment_row(order) {
-            let mut sql = Sql::new(
-                "INSERT INTO payment_attempts (order_id, attempt, provider, idempotency_key, \
-                 intent_id, transaction_id, status, failure_code, failure_message, created_at, \
-                 updated_at) VALUES ",
-            );
-            sql.tuple(row).push(
-                " ON CONFLICT (order_id, attempt) DO UPDATE SET provider = excluded.provider, \
-                 intent_id = excluded.intent_id, transaction_id = excluded.transaction_id, \
-                 status = excluded.status, failure_code = excluded.failure_code, \
-                 failure_message = excluded.failure_message, updated_at = excluded.updated_at",
-            );
-            txn.execute_raw(sql.build(backend)).await.repo()?;
+            batch
+                .next()
+                .push(
+                    "INSERT INTO payment_attempts (order_id, attempt, provider, \
+                     idempotency_key, intent_id, transaction_id, status, failure_code, \
+                     failure_message, created_at, updated_at) VALUES ",
+                )
+                .tuple(row)
+                .push(
+                    " ON CONFLICT (order_id, attempt) DO UPDATE SET provider = \
+                     excluded.provider, intent_id = excluded.intent_id, transaction_id = \
+                     excluded.transaction_id, status = excluded.status, failure_code = \
+                     excluded.failure_code, failure_message = excluded.failure_message, \
+                     updated_at = excluded.updated_at",
+                );
         }
-        Ok(())
     }
 
     async fn find_orders(
@@ -219,8 +278,14 @@ impl SeaOrmStore {
 impl OrderRepository for SeaOrmStore {
     #[instrument(skip_all, fields(order_id = %order.id()))]
     async fn create(&self, order: &Order, changes: &[OrderChange]) -> Result<(), RepositoryError> {
+        let backend = self.db_backend();
+        let mut batch = Batch::new(backend);
+        Self::push_create(&mut batch, order, changes)?;
         let txn = self.begin_write().await.repo()?;
-        self.create_in(&txn, order, changes).await?;
+        batch
+            .run(&txn, backend)
+            .await
+            .map_err(|e| Self::create_failed(order, e))?;
         txn.commit().await.repo()
     }
 
@@ -232,7 +297,7 @@ impl OrderRepository for SeaOrmStore {
         changes: &[OrderChange],
     ) -> Result<(), RepositoryError> {
         let txn = self.begin_write().await.repo()?;
-        self.save_in(&txn, order, expected_version, changes).await?;
+        let txn = self.save_in(txn, order, expected_version, changes).await?;
         txn.commit().await.repo()
     }
 
@@ -435,7 +500,7 @@ impl OrderRepository for SeaOrmStore {
         {
             return Err(RepositoryError::NotFound);
         }
-        self.save_in(&txn, order, expected_version, changes).await?;
+        let txn = self.save_in(txn, order, expected_version, changes).await?;
         let row = refunds::Entity::find_by_id(refund_id.as_uuid())
             .one(&txn)
             .await

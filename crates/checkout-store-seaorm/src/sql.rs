@@ -2,7 +2,7 @@
 //! backends: `$n` placeholders, which PostgreSQL and SQLite (through sqlx)
 //! both accept.
 
-use sea_orm::{DbBackend, Statement, Value};
+use sea_orm::{ConnectionTrait, DbBackend, DbErr, QueryResult, Statement, Value};
 use time::OffsetDateTime;
 
 /// A statement being built: SQL text and the values its `$n` refer to.
@@ -73,6 +73,101 @@ impl Sql {
     }
 }
 
+/// Statements that run one after the other, as few round trips as the
+/// backend allows.
+///
+/// SQLite runs the whole batch as ONE call — its driver executes every
+/// statement of a string, each binding the shared `$n` it names — which
+/// saves a round trip to the database thread per statement on the single
+/// writer, the embedded mode's bottleneck. PostgreSQL's extended protocol
+/// takes one statement per call, so there they run one by one.
+///
+/// A *gate* is a statement whose `RETURNING` row says it did its job (a
+/// compare-and-set, a conditional stock update). On PostgreSQL the batch
+/// stops at a gate that returned nothing, so nothing after a failed check
+/// runs; on SQLite everything runs and the caller, finding the gate's row
+/// missing, drops the transaction — the same outcome, one call. Returned
+/// rows carry a marker in their first column (a `BIGINT`) saying which
+/// statement they come from.
+#[derive(Debug)]
+pub(crate) struct Batch {
+    merge: bool,
+    current: Sql,
+    current_gate: bool,
+    done: Vec<(Sql, bool)>,
+}
+
+impl Batch {
+    pub(crate) fn new(backend: DbBackend) -> Self {
+        Self {
+            merge: backend == DbBackend::Sqlite,
+            current: Sql::default(),
+            current_gate: false,
+            done: Vec::new(),
+        }
+    }
+
+    fn start(&mut self, gate: bool) -> &mut Sql {
+        if !self.current.text.is_empty() {
+            if self.merge {
+                self.current.text.push_str(";\n");
+            } else {
+                let done = std::mem::take(&mut self.current);
+                self.done.push((done, self.current_gate));
+            }
+        }
+        self.current_gate = gate;
+        &mut self.current
+    }
+
+    /// Starts the next statement and returns it to be written.
+    pub(crate) fn next(&mut self) -> &mut Sql {
+        self.start(false)
+    }
+
+    /// Starts a gate: a statement that must return a row for the batch to
+    /// go on (on PostgreSQL).
+    pub(crate) fn gate(&mut self) -> &mut Sql {
+        self.start(true)
+    }
+
+    /// Runs the statements, stopping at the first error (and, on
+    /// PostgreSQL, after a gate that returned no row); returns every row
+    /// the statements returned, in order.
+    pub(crate) async fn run<C: ConnectionTrait>(
+        mut self,
+        conn: &C,
+        backend: DbBackend,
+    ) -> Result<Vec<QueryResult>, DbErr> {
+        if !self.current.text.is_empty() {
+            self.done.push((self.current, self.current_gate));
+        }
+        let mut rows = Vec::new();
+        for (sql, gate) in self.done {
+            let got = conn.query_all_raw(sql.build(backend)).await?;
+            let stop = gate && got.is_empty();
+            rows.extend(got);
+            if stop {
+                break;
+            }
+        }
+        Ok(rows)
+    }
+}
+
+/// Marker of an order row saved by its compare-and-set.
+pub(crate) const ORDER_SAVED: i64 = 1;
+/// Marker of a stock row a reservation took units from (with `book_id`,
+/// `price_minor`).
+pub(crate) const STOCK_TAKEN: i64 = 2;
+/// Marker of a reservation switched from `active` by its compare-and-set.
+pub(crate) const RESERVATION_SWITCHED: i64 = 3;
+
+/// The markers (first column) of `rows`.
+pub(crate) fn markers(rows: &[QueryResult]) -> Result<Vec<i64>, DbErr> {
+    rows.iter().map(|r| r.try_get_by_index::<i64>(0)).collect()
+}
+
 /// An instant as stored: microseconds since the Unix epoch, UTC. Sub-
 /// microsecond digits are dropped (PostgreSQL's own precision).
 pub(crate) fn micros(t: OffsetDateTime) -> i64 {
@@ -100,6 +195,33 @@ mod tests {
         let st = s.build(DbBackend::Sqlite);
         assert_eq!(st.sql, "INSERT INTO t (a, b) VALUES ($1, $2), ($3, $4)");
         assert_eq!(st.values.map(|v| v.0.len()), Some(4));
+    }
+
+    #[test]
+    fn a_sqlite_batch_is_one_string_with_shared_numbering() {
+        let mut b = Batch::new(DbBackend::Sqlite);
+        b.next()
+            .push("INSERT INTO a VALUES ")
+            .tuple([Value::from(1i64)]);
+        b.next()
+            .push("INSERT INTO b VALUES ")
+            .tuple([Value::from(2i64)]);
+        assert!(b.done.is_empty());
+        b.gate().push("UPDATE c SET x = 1 RETURNING 1");
+        assert!(b.done.is_empty());
+        assert_eq!(
+            b.current.text,
+            "INSERT INTO a VALUES ($1);\nINSERT INTO b VALUES ($2);\nUPDATE c SET x = 1 RETURNING 1"
+        );
+        let mut p = Batch::new(DbBackend::Postgres);
+        p.next()
+            .push("INSERT INTO a VALUES ")
+            .tuple([Value::from(1i64)]);
+        p.next()
+            .push("INSERT INTO b VALUES ")
+            .tuple([Value::from(2i64)]);
+        assert_eq!(p.done.len(), 1);
+        assert_eq!(p.current.text, "INSERT INTO b VALUES ($1)");
     }
 
     #[test]
