@@ -51,6 +51,11 @@ pub struct Settings {
     pub checkout: CheckoutConfig,
     pub workers: WorkersConfig,
     pub log: LogConfig,
+    /// Who may call the API: `mode = "disabled"` (local use, loopback only)
+    /// or `"jwt"` with an HS256 secret, a PEM public key or a JWKS file; see
+    /// docs/security.md.
+    #[serde(default)]
+    pub auth: checkout_http::AuthConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -207,6 +212,7 @@ impl Default for Settings {
                 format: "auto".into(),
                 level: "info".into(),
             },
+            auth: checkout_http::AuthConfig::default(),
         }
     }
 }
@@ -308,6 +314,7 @@ impl Settings {
             }
             other => bail!("{}: `{other}` is not one of log, kafka", key("events.sink")),
         }
+        checkout_http::Authenticator::new(&self.auth).with_context(|| key("auth"))?;
         if !matches!(self.log.format.as_str(), "auto" | "json" | "pretty") {
             bail!("{}: must be auto, json or pretty", key("log.format"));
         }

@@ -34,6 +34,19 @@ enum Command {
     Migrate,
     /// Print the effective configuration (secrets redacted) and exit.
     Config,
+    /// Mint a bearer token with the configured HS256 secret (auth.hs256_secret),
+    /// for local use: `checkout-service token --sub cust-42 --role customer`.
+    Token {
+        /// The subject: a customer id for `customer`, a name otherwise.
+        #[arg(long)]
+        sub: String,
+        /// `customer`, `staff` or `service`.
+        #[arg(long, default_value = "customer")]
+        role: String,
+        /// Lifetime in seconds.
+        #[arg(long, default_value_t = checkout_http::DEFAULT_TOKEN_TTL.as_secs())]
+        ttl_secs: u64,
+    },
 }
 
 #[tokio::main]
@@ -49,6 +62,27 @@ async fn main() -> anyhow::Result<()> {
         Command::Migrate => {
             startup::connect_store(&settings).await?;
             tracing::info!("migrations applied");
+            Ok(())
+        }
+        Command::Token {
+            sub,
+            role,
+            ttl_secs,
+        } => {
+            let role: checkout_http::Role =
+                role.parse().map_err(|e| anyhow::anyhow!("--role: {e}"))?;
+            let token = checkout_http::mint_hs256(
+                &settings.auth,
+                &sub,
+                role,
+                std::time::Duration::from_secs(ttl_secs),
+                time::OffsetDateTime::now_utc(),
+            )
+            .context("auth.hs256_secret")?;
+            #[allow(clippy::print_stdout)] // the command's output
+            {
+                println!("{token}");
+            }
             Ok(())
         }
         Command::Config => {

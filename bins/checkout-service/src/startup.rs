@@ -251,12 +251,18 @@ impl Application {
             clock,
             settings: HttpSettings {
                 body_limit: settings.server.body_limit_bytes,
+                auth: Arc::new(checkout_http::Authenticator::new(&settings.auth).context("auth")?),
                 ..HttpSettings::default()
             },
         };
         let listener = TcpListener::bind(&settings.server.addr)
             .with_context(|| format!("server.addr: cannot bind {}", settings.server.addr))?;
         let address = listener.local_addr()?;
+        // Refuses `auth.mode = "disabled"` off loopback (and logs it on).
+        state
+            .settings
+            .check_for(address)
+            .context("auth.mode / server.addr")?;
         let server_settings = ServerSettings {
             workers: if settings.server.workers == 0 {
                 ServerSettings::default().workers
