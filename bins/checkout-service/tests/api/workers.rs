@@ -7,7 +7,7 @@ use checkout_domain::{
     ReservationId, ReservationRef, ReservationStatus, TransitionContext,
 };
 use checkout_ports::{
-    Clock, InventoryPort, OrderQuery, OrderRepository, ReservationRequest, ReserveLine,
+    Clock, InventoryPort, OrderRepository, ReservationRequest, ReserveLine,
 };
 
 use crate::helpers::{TestApp, backends, contract_order};
