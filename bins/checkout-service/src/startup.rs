@@ -20,7 +20,7 @@ use checkout_ports::{
     Clock, EventSink, IdGenerator, InventoryPort, PaymentProvider, StockAdmin, SystemClock,
     UuidGenerator,
 };
-use checkout_store_sql::{SqlStore as SeaOrmStore, StoreOptions};
+use checkout_store_seaorm::{SeaOrmStore, StoreOptions};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use rust_decimal::Decimal;
 use tokio::task::JoinHandle;

@@ -39,7 +39,7 @@ pub struct TestApp {
     pub clock: Arc<ManualClock>,
     pub workers: Workers,
     /// The service's own store, for set-ups the API can't make.
-    pub store: checkout_store_sql::SqlStore,
+    pub store: checkout_store_seaorm::SeaOrmStore,
     pub app: Option<Application>,
     _dir: tempfile::TempDir,
     pg_database: Option<(String, String)>,
