@@ -6,9 +6,7 @@ use checkout_domain::{
     BookId, Cart, CartDraft, CartItemDraft, Currency, Order, OrderId, OrderState, Quantity,
     ReservationId, ReservationRef, ReservationStatus, TransitionContext,
 };
-use checkout_ports::{
-    Clock, InventoryPort, OrderRepository, ReservationRequest, ReserveLine,
-};
+use checkout_ports::{Clock, InventoryPort, OrderRepository, ReservationRequest, ReserveLine};
 
 use crate::helpers::{TestApp, backends, contract_order};
 
