@@ -68,7 +68,7 @@ impl SeaOrmStore {
         &self,
         conn: &C,
         id: Uuid,
-    ) -> Result<Option<(reservations::Model, Reservation)>, InventoryError> {
+    ) -> Result<Option<Reservation>, InventoryError> {
         let Some(row) = reservations::Entity::find_by_id(id).one(conn).await.inv()? else {
             return Ok(None);
         };
@@ -83,12 +83,11 @@ impl SeaOrmStore {
             .map(|i| convert::reservation_line(i, &row.currency))
             .collect::<Result<_, _>>()
             .map_err(unexpected)?;
-        let reservation = Reservation {
+        Ok(Some(Reservation {
             id: ReservationId::from_uuid(row.id),
             expires_at: from_micros(row.expires_at).map_err(InventoryError::Unexpected)?,
             lines,
-        };
-        Ok(Some((row, reservation)))
+        }))
     }
 
     /// Inserts the reservation row if it is new; `Some(existing)` when the
@@ -109,7 +108,7 @@ impl SeaOrmStore {
         debug!(reservation_id = %req.reservation_id, "reservation exists; returning it");
         self.load_reservation(txn, req.reservation_id.as_uuid())
             .await?
-            .map(|(_, r)| Some(r))
+            .map(Some)
             .ok_or(InventoryError::NotFound)
     }
 

@@ -186,7 +186,12 @@ impl SeaOrmStore {
                 .connect_timeout(options.connect_timeout)
                 .sqlx_logging(options.log_statements)
                 .map_sqlx_sqlite_opts(move |o| {
-                    o.read_only(true).busy_timeout(busy).foreign_keys(true)
+                    // Read-only, and never creating (an invalid pairing
+                    // for SQLite, which a `mode=rwc` URL would ask for).
+                    o.read_only(true)
+                        .create_if_missing(false)
+                        .busy_timeout(busy)
+                        .foreign_keys(true)
                 });
             Database::connect(r).await.map_err(StoreError::connect)?
         };

@@ -829,6 +829,19 @@ async fn in_memory_sqlite_and_bad_urls() {
     let (order, change) = placed(order_id(1), "cust-mem", &[("bk-1", 1)]);
     store.create(&order, &[change]).await.unwrap();
     assert_eq!(store.get(order.id()).await.unwrap().id(), order.id());
+    // A file URL with `mode=rwc`, as the binary's default configuration
+    // may spell it: created when missing, then read through the read pool.
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/new.db?mode=rwc", dir.path().display());
+    let file = SeaOrmStore::connect(&url, StoreOptions::default())
+        .await
+        .unwrap();
+    file.migrate().await.unwrap();
+    let (order, change) = placed(order_id(2), "cust-file", &[("bk-1", 1)]);
+    file.create(&order, &[change]).await.unwrap();
+    assert_eq!(file.get(order.id()).await.unwrap().id(), order.id());
+    assert!(file.ping().await);
+    file.close().await.unwrap();
     assert!(matches!(
         SeaOrmStore::connect("mysql://localhost/db", StoreOptions::default()).await,
         Err(StoreError::UnsupportedUrl(s)) if s == "mysql"
