@@ -10,5 +10,6 @@
 
 mod helpers;
 mod inventory_http;
+mod kafka_relay;
 mod orders;
 mod workers;
