@@ -70,6 +70,10 @@ pub struct ServerConfig {
     pub body_limit_bytes: usize,
     /// How long a graceful shutdown waits for in-flight requests.
     pub shutdown_timeout_secs: u64,
+    /// A separate address for `/metrics` and `/health/*` (then `/metrics`
+    /// is no longer served on the API address). Empty: none.
+    #[serde(default)]
+    pub admin_addr: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -168,6 +172,7 @@ impl Default for Settings {
                 workers: 0,
                 body_limit_bytes: 64 * 1024,
                 shutdown_timeout_secs: 30,
+                admin_addr: String::new(),
             },
             database: DatabaseConfig {
                 url: "sqlite://./checkout.db".into(),
@@ -246,6 +251,18 @@ impl Settings {
     /// Checks values the types can't, naming the offending key.
     pub fn validate(&self) -> anyhow::Result<()> {
         let key = |k: &str| format!("{k} (CHECKOUT__{})", k.to_uppercase().replace('.', "__"));
+        if !self.server.admin_addr.is_empty() {
+            self.server
+                .admin_addr
+                .parse::<SocketAddr>()
+                .with_context(|| {
+                    format!(
+                        "{}: `{}` is not a socket address",
+                        key("server.admin_addr"),
+                        self.server.admin_addr
+                    )
+                })?;
+        }
         self.server.addr.parse::<SocketAddr>().with_context(|| {
             format!(
                 "{}: `{}` is not a socket address like 127.0.0.1:8080",

@@ -62,6 +62,8 @@ pub struct Application {
     server: actix_web::dev::Server,
     /// Requests being served, for the drain on shutdown.
     in_flight: InFlight,
+    /// The admin server (`/metrics`, `/health/*`), when it has its own address.
+    admin: Option<actix_web::dev::Server>,
     drain_timeout: Duration,
     workers: Workers,
     store: SeaOrmStore,
@@ -252,6 +254,7 @@ impl Application {
             settings: HttpSettings {
                 body_limit: settings.server.body_limit_bytes,
                 auth: Arc::new(checkout_http::Authenticator::new(&settings.auth).context("auth")?),
+                metrics_on_api: settings.server.admin_addr.is_empty(),
                 ..HttpSettings::default()
             },
         };
@@ -271,6 +274,23 @@ impl Application {
             },
             shutdown_timeout: Duration::from_secs(settings.server.shutdown_timeout_secs),
             ..ServerSettings::default()
+        };
+        let admin = if settings.server.admin_addr.is_empty() {
+            None
+        } else {
+            let admin_listener =
+                TcpListener::bind(&settings.server.admin_addr).with_context(|| {
+                    format!(
+                        "server.admin_addr: cannot bind {}",
+                        settings.server.admin_addr
+                    )
+                })?;
+            info!(address = %admin_listener.local_addr()?, "admin endpoints (metrics, health) listening");
+            Some(checkout_http::serve_admin(
+                admin_listener,
+                state.clone(),
+                &server_settings,
+            )?)
         };
         let in_flight = InFlight::default();
         let data = actix_web::web::Data::new(state);
@@ -301,6 +321,7 @@ impl Application {
             address,
             server,
             in_flight,
+            admin,
             drain_timeout: server_settings.shutdown_timeout,
             workers,
             store,
@@ -338,6 +359,10 @@ impl Application {
     ) -> anyhow::Result<()> {
         let handle = self.server.handle();
         let server = tokio::spawn(self.server);
+        let admin = self.admin.map(|a| {
+            let h = a.handle();
+            (h, tokio::spawn(a))
+        });
         shutdown.await;
         info!(
             in_flight = self.in_flight.count(),
@@ -358,6 +383,12 @@ impl Application {
         }
         handle.stop(true).await;
         server.await.context("server task")?.context("server")?;
+        if let Some((h, task)) = admin {
+            h.stop(true).await;
+            task.await
+                .context("admin server task")?
+                .context("admin server")?;
+        }
         self.token.cancel();
         for task in self.tasks {
             if let Err(e) = task.await {

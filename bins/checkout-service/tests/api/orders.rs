@@ -360,3 +360,46 @@ async fn operations_endpoints() {
         assert!(doc["paths"]["/orders"]["post"].is_object());
     }
 }
+
+#[tokio::test]
+async fn metrics_on_a_separate_admin_address() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let app = TestApp::spawn_with(crate::helpers::Backend::Sqlite, move |s| {
+        s.server.admin_addr = format!("127.0.0.1:{port}")
+    })
+    .await
+    .serve();
+    app.post("/orders", contract_order(), None).await;
+    let admin = app
+        .client
+        .get(format!("http://127.0.0.1:{port}/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(admin.status().as_u16(), 200);
+    assert!(
+        admin
+            .text()
+            .await
+            .unwrap()
+            .contains("checkout_orders_total")
+    );
+    let ready = app
+        .client
+        .get(format!("http://127.0.0.1:{port}/health/ready"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status().as_u16(), 200);
+    let api = app
+        .client
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(api.status().as_u16(), 200, "no metrics on the API address");
+}
