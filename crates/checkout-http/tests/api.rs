@@ -17,7 +17,7 @@ use checkout_store_memory::MemoryStore;
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
 
-/// Succeeds, except totals ending in .66 are declined.
+/// Pays every order (the payment outcomes are the service tests' business).
 struct FakeProvider;
 
 #[async_trait]
@@ -29,7 +29,6 @@ impl PaymentProvider for FakeProvider {
         Ok(intent(
             &format!("pi_{}", r.order_id),
             PaymentStatus::Pending,
-            r.amount.to_string().ends_with(".66"),
         ))
     }
     async fn confirm(
@@ -38,16 +37,10 @@ impl PaymentProvider for FakeProvider {
         _: &PaymentMethod,
         _: &str,
     ) -> Result<PaymentIntent, PaymentError> {
-        if id.ends_with("-decline") {
-            return Err(PaymentError::Declined {
-                code: "card_declined".into(),
-                message: "Your card was declined.".into(),
-            });
-        }
-        Ok(intent(id, PaymentStatus::Succeeded, false))
+        Ok(intent(id, PaymentStatus::Succeeded))
     }
     async fn status(&self, id: &str) -> Result<PaymentIntent, PaymentError> {
-        Ok(intent(id, PaymentStatus::Succeeded, false))
+        Ok(intent(id, PaymentStatus::Succeeded))
     }
     async fn refund(&self, id: &str, _: Money, key: &str) -> Result<ProviderRefund, PaymentError> {
         Ok(ProviderRefund {
@@ -57,13 +50,9 @@ impl PaymentProvider for FakeProvider {
     }
 }
 
-fn intent(id: &str, status: PaymentStatus, decline: bool) -> PaymentIntent {
+fn intent(id: &str, status: PaymentStatus) -> PaymentIntent {
     PaymentIntent {
-        intent_id: if decline {
-            format!("{id}-decline")
-        } else {
-            id.to_owned()
-        },
+        intent_id: id.to_owned(),
         status,
         transaction_id: (status == PaymentStatus::Succeeded).then(|| "ch_1".to_owned()),
         client_secret: None,
