@@ -83,6 +83,10 @@ pub struct DatabaseConfig {
     pub url: Secret,
     /// PostgreSQL pool size (SQLite uses its single-writer pool).
     pub max_connections: u32,
+    /// Log every SQL statement at debug level (target `sqlx::query`); for
+    /// diagnosis only, it is noisy and slow.
+    #[serde(default)]
+    pub log_statements: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -177,6 +181,7 @@ impl Default for Settings {
             database: DatabaseConfig {
                 url: "sqlite://./checkout.db".into(),
                 max_connections: 16,
+                log_statements: false,
             },
             payments: PaymentsConfig {
                 provider: "mock".into(),

@@ -110,6 +110,7 @@ pub fn metrics_handle() -> Option<PrometheusHandle> {
 pub async fn connect_store(settings: &Settings) -> anyhow::Result<SeaOrmStore> {
     let options = StoreOptions {
         max_connections: settings.database.max_connections,
+        log_statements: settings.database.log_statements,
         ..StoreOptions::default()
     };
     let store = SeaOrmStore::connect(settings.database.url.expose(), options)

@@ -613,38 +613,102 @@ impl OrderProcessor {
             .map(|o| outcome_of(o, PlacedOrder::PaymentPending))
     }
 
-    /// Payment succeeded: confirm the reservation, then record paid.
+    /// Payment succeeded: confirm the reservation and record paid — in one
+    /// commit when the stock shares the order's database (the ledger),
+    /// otherwise confirm first, then save.
     async fn mark_paid(
         &self,
-        mut order: Order,
+        order: Order,
         expected: u64,
         mut payment: Payment,
         actor: &Option<String>,
     ) -> Result<PlacedOrder, AppError> {
-        let now = self.now();
         payment.status = PaymentStatus::Succeeded;
-        let reservation_status = match order.reservation() {
-            Some(r)
-                if r.status == ReservationStatus::Active
-                    || r.status == ReservationStatus::ConfirmPending =>
-            {
-                match self.inventory.confirm(r.id).await {
-                    Ok(()) => ReservationStatus::Confirmed,
-                    Err(InventoryError::ReservationGone(id)) => {
-                        tracing::error!(order_id = %order.id(), reservation_id = %id, "paid order's reservation was already released; stock needs a manual check");
-                        m::reservation_confirm_failure("gone");
-                        ReservationStatus::Released
+        let to_confirm = order
+            .reservation()
+            .filter(|r| {
+                r.status == ReservationStatus::Active
+                    || r.status == ReservationStatus::ConfirmPending
+            })
+            .map(|r| r.id);
+        let reservation_status = match (self.ledger.clone(), to_confirm) {
+            (Some(ledger), Some(id)) => {
+                let (paid, change) = self.paid(
+                    order.clone(),
+                    payment.clone(),
+                    ReservationStatus::Confirmed,
+                    actor,
+                )?;
+                match ledger
+                    .save_with_stock(
+                        &paid,
+                        expected,
+                        std::slice::from_ref(&change),
+                        StockEffect::Confirm(id),
+                    )
+                    .await
+                {
+                    Ok(()) => {
+                        m::changes_saved(std::slice::from_ref(&change));
+                        info!(order_id = %paid.id(), "order paid");
+                        return Ok(outcome_of(paid, PlacedOrder::Paid));
                     }
-                    Err(e) => {
-                        warn!(order_id = %order.id(), error = %e, "confirming the reservation failed; the confirm worker will retry");
-                        m::reservation_confirm_failure("retry");
-                        ReservationStatus::ConfirmPending
+                    Err(LedgerError::Repository(RepositoryError::Conflict(id))) => {
+                        // Someone else (a webhook, the reconciler) settled
+                        // the order first; nothing of ours was written.
+                        info!(order_id = %id, "order changed concurrently; answering with its current state");
+                        let current = self.repo.get(id).await?;
+                        return Ok(outcome_of(current, PlacedOrder::Paid));
                     }
+                    Err(LedgerError::Repository(e)) => return Err(e.into()),
+                    // Nothing was written: record paid without the stock
+                    // effect, as the two-port path does.
+                    Err(LedgerError::Inventory(e)) => self.confirm_failed(&order, e),
                 }
             }
-            Some(r) => r.status,
-            None => ReservationStatus::Released,
+            (None, Some(id)) => match self.inventory.confirm(id).await {
+                Ok(()) => ReservationStatus::Confirmed,
+                Err(e) => self.confirm_failed(&order, e),
+            },
+            (_, None) => order
+                .reservation()
+                .map_or(ReservationStatus::Released, |r| r.status),
         };
+        let (paid, change) = self.paid(order, payment, reservation_status, actor)?;
+        info!(order_id = %paid.id(), "order paid");
+        self.save_or_current(paid, expected, &[change])
+            .await
+            .map(|o| outcome_of(o, PlacedOrder::Paid))
+    }
+
+    /// What a paid order's reservation becomes when confirming it failed:
+    /// released when it was gone already (stock needs a manual check),
+    /// otherwise left for the confirm worker to retry.
+    fn confirm_failed(&self, order: &Order, e: InventoryError) -> ReservationStatus {
+        match e {
+            InventoryError::ReservationGone(id) => {
+                tracing::error!(order_id = %order.id(), reservation_id = %id, "paid order's reservation was already released; stock needs a manual check");
+                m::reservation_confirm_failure("gone");
+                ReservationStatus::Released
+            }
+            e => {
+                warn!(order_id = %order.id(), error = %e, "confirming the reservation failed; the confirm worker will retry");
+                m::reservation_confirm_failure("retry");
+                ReservationStatus::ConfirmPending
+            }
+        }
+    }
+
+    /// `order` moved to paid with `payment` and its reservation in
+    /// `reservation_status`.
+    fn paid(
+        &self,
+        mut order: Order,
+        payment: Payment,
+        reservation_status: ReservationStatus,
+        actor: &Option<String>,
+    ) -> Result<(Order, OrderChange), AppError> {
+        let now = self.now();
         order.set_reservation_status(reservation_status, now);
         let transaction = payment.transaction_id.clone();
         order.set_payment(payment, now);
@@ -652,10 +716,7 @@ impl OrderProcessor {
             OrderState::Paid,
             ctx("Payment confirmed", now, actor).metadata(json!({ "transaction_id": transaction })),
         )?;
-        info!(order_id = %order.id(), "order paid");
-        self.save_or_current(order, expected, &[change])
-            .await
-            .map(|o| outcome_of(o, PlacedOrder::Paid))
+        Ok((order, change))
     }
 
     /// Payment failed: payment_failed (→ cancelled when the provider itself

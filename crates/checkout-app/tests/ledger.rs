@@ -187,6 +187,50 @@ async fn unknown_books_and_wrong_prices_are_refused() {
     assert_eq!(stock(&store, "bk-1").await, (5, 0));
 }
 
+/// With the ledger, neither a paid order nor a declined one goes through
+/// the separate inventory port: reservation, confirmation and release all
+/// commit with the order (a mock with no expectations fails on any call).
+#[tokio::test]
+async fn the_stock_effects_never_take_a_commit_of_their_own() {
+    let (_, store) = setup().await;
+    let p = OrderProcessor::new(
+        Arc::new(store.clone()),
+        Arc::new(MockInventoryPort::new()),
+        Arc::new(Provider),
+        Arc::new(SystemClock),
+        Arc::new(UuidGenerator),
+        CheckoutSettings::default(),
+    )
+    .with_stock_ledger(Arc::new(store.clone()));
+    let paid = p
+        .place_order_from_draft(cart("bk-1", 2, Some("12.50")), None)
+        .await
+        .unwrap();
+    let PlacedOrder::Paid(order) = paid else {
+        panic!("{paid:?}")
+    };
+    assert_eq!(
+        store
+            .get(order.id())
+            .await
+            .unwrap()
+            .reservation()
+            .unwrap()
+            .status,
+        ReservationStatus::Confirmed
+    );
+    assert_eq!(stock(&store, "bk-1").await, (3, 0));
+    let declined = p
+        .place_order_from_draft(cart("bk-2", 1, None), None)
+        .await
+        .unwrap();
+    assert!(
+        matches!(declined, PlacedOrder::Declined { .. }),
+        "{declined:?}"
+    );
+    assert_eq!(stock(&store, "bk-2").await, (5, 0));
+}
+
 #[tokio::test]
 async fn a_decline_releases_in_the_same_commit() {
     let (p, store) = setup().await;

@@ -34,6 +34,7 @@ use crate::SeaOrmStore;
 use crate::convert;
 use crate::entity::{reservation_items, reservations, stock};
 use crate::error::DbResultExt;
+use crate::group::LedgerWrite;
 use crate::sql::{
     Batch, ORDER_SAVED, RESERVATION_SWITCHED, STOCK_TAKEN, Sql, from_micros, markers, micros,
 };
@@ -724,23 +725,22 @@ impl OrderStockLedger for SeaOrmStore {
         reservation: &ReservationRequest,
         prices: &[(BookId, Money)],
     ) -> Result<(), LedgerError> {
-        // One batch: take the units (gates), record the reservation, create
-        // the order with its changes. On SQLite that is BEGIN, one call,
-        // COMMIT. The reservation id is fresh here, so a plain insert.
-        let backend = self.db_backend();
-        let quote = Quote::Quoted(prices);
-        let mut batch = Batch::new(backend);
-        let wanted = Self::push_reserve(&mut batch, reservation, quote, true)?;
-        Self::push_create(&mut batch, order, changes)?;
-        let txn = self.begin_write().await.repo()?;
-        let rows = batch
-            .run(&txn, backend)
-            .await
-            .map_err(|e| Self::create_failed(order, e))?;
-        self.finish_reserve(&txn, reservation, quote, &wanted, &rows)
-            .await?;
-        txn.commit().await.repo()?;
-        Ok(())
+        match &self.group {
+            Some(group) => {
+                group
+                    .submit(LedgerWrite::Create {
+                        order: order.clone(),
+                        changes: changes.to_vec(),
+                        reservation: reservation.clone(),
+                        prices: prices.to_vec(),
+                    })
+                    .await
+            }
+            None => {
+                self.create_with_reservation_solo(order, changes, reservation, prices)
+                    .await
+            }
+        }
     }
 
     #[instrument(skip_all, fields(order_id = %order.id(), expected_version))]
@@ -751,14 +751,93 @@ impl OrderStockLedger for SeaOrmStore {
         changes: &[OrderChange],
         effect: StockEffect,
     ) -> Result<(), LedgerError> {
-        // One batch: the order's compare-and-set (a gate) and changes, then
-        // the stock effect (see `push_effect`).
-        let backend = self.db_backend();
-        let mut batch = Batch::new(backend);
+        match &self.group {
+            Some(group) => {
+                group
+                    .submit(LedgerWrite::Save {
+                        order: order.clone(),
+                        expected_version,
+                        changes: changes.to_vec(),
+                        effect,
+                    })
+                    .await
+            }
+            None => {
+                self.save_with_stock_solo(order, expected_version, changes, effect)
+                    .await
+            }
+        }
+    }
+}
+
+/// The ledger writes themselves, on their own (`*_solo`) or inside a group
+/// commit's transaction (`*_in`, see the `group` module).
+impl SeaOrmStore {
+    /// The batch of a reservation-with-order: take the units (gates),
+    /// record the reservation, create the order with its changes.
+    fn create_batch(
+        &self,
+        order: &Order,
+        changes: &[OrderChange],
+        reservation: &ReservationRequest,
+        quote: Quote<'_>,
+    ) -> Result<(Batch, Vec<(String, u32)>), LedgerError> {
+        let mut batch = Batch::new(self.db_backend());
+        // The reservation id is fresh here, so a plain insert.
+        let wanted = Self::push_reserve(&mut batch, reservation, quote, true)?;
+        Self::push_create(&mut batch, order, changes)?;
+        Ok((batch, wanted))
+    }
+
+    /// The batch of a save-with-stock-effect: the order's compare-and-set
+    /// (a gate) and changes, then the stock effect (see `push_effect`).
+    fn save_batch(
+        &self,
+        order: &Order,
+        expected_version: u64,
+        changes: &[OrderChange],
+        effect: StockEffect,
+    ) -> Result<Batch, LedgerError> {
+        let mut batch = Batch::new(self.db_backend());
         Self::push_save(&mut batch, order, expected_version, changes)?;
         self.push_effect(&mut batch, effect);
+        Ok(batch)
+    }
+
+    /// `create_with_reservation` in its own transaction: BEGIN, one call
+    /// (on SQLite), COMMIT; on failure, the precise reason.
+    pub(crate) async fn create_with_reservation_solo(
+        &self,
+        order: &Order,
+        changes: &[OrderChange],
+        reservation: &ReservationRequest,
+        prices: &[(BookId, Money)],
+    ) -> Result<(), LedgerError> {
+        let quote = Quote::Quoted(prices);
+        let (batch, wanted) = self.create_batch(order, changes, reservation, quote)?;
         let txn = self.begin_write().await.repo()?;
-        let rows = match batch.run(&txn, backend).await {
+        let rows = batch
+            .run(&txn, self.db_backend())
+            .await
+            .map_err(|e| Self::create_failed(order, e))?;
+        self.finish_reserve(&txn, reservation, quote, &wanted, &rows)
+            .await?;
+        txn.commit().await.repo()?;
+        Ok(())
+    }
+
+    /// `save_with_stock` in its own transaction; on failure, the precise
+    /// reason.
+    pub(crate) async fn save_with_stock_solo(
+        &self,
+        order: &Order,
+        expected_version: u64,
+        changes: &[OrderChange],
+        effect: StockEffect,
+    ) -> Result<(), LedgerError> {
+        let batch = self.save_batch(order, expected_version, changes, effect)?;
+        let txn = self.begin_write().await.repo()?;
+        let rows = match batch.run(&txn, self.db_backend()).await {
             Ok(rows) => rows,
             Err(e) => {
                 let _ = txn.rollback().await;
@@ -773,17 +852,212 @@ impl OrderStockLedger for SeaOrmStore {
                 .into());
         }
         if !marks.contains(&RESERVATION_SWITCHED) {
-            // Not active any more: fine unless a confirm finds it released
-            // (or missing) — then nothing may be written.
-            if let StockEffect::Confirm(id) = effect {
-                match self.status_of(&txn, id.as_uuid()).await?.as_deref() {
-                    Some("confirmed") => {}
-                    None => return Err(InventoryError::NotFound.into()),
-                    Some(_) => return Err(InventoryError::ReservationGone(id).into()),
-                }
-            }
+            self.confirmed_before(&txn, effect).await?;
         }
         txn.commit().await.repo()?;
         Ok(())
+    }
+
+    /// The statements of every write of a group, as one batch (on SQLite,
+    /// ONE call to the database thread for the whole group), with what its
+    /// rows must show for every write to have gone through. `None` when a
+    /// write can't even be built (it then runs on its own, to fail there).
+    ///
+    /// `separate` keeps the statements apart (for the SQLite ledger thread,
+    /// which prepares and caches each).
+    pub(crate) fn group_batch<'w>(
+        &self,
+        writes: impl Iterator<Item = &'w LedgerWrite>,
+        separate: bool,
+    ) -> Option<(Batch, GroupCheck)> {
+        let mut batch = if separate {
+            Batch::separate()
+        } else {
+            Batch::new(self.db_backend())
+        };
+        let mut check = GroupCheck::default();
+        for write in writes {
+            match write {
+                LedgerWrite::Create {
+                    order,
+                    changes,
+                    reservation,
+                    prices,
+                } => {
+                    let wanted =
+                        Self::push_reserve(&mut batch, reservation, Quote::Quoted(prices), true)
+                            .ok()?;
+                    Self::push_create(&mut batch, order, changes).ok()?;
+                    check.taken += wanted.len();
+                    check
+                        .expected_prices
+                        .extend(reservation.lines.iter().filter_map(|l| {
+                            l.expected_unit_price
+                                .map(|p| (l.book_id.as_str().to_owned(), p.to_minor_units()))
+                        }));
+                }
+                LedgerWrite::Save {
+                    order,
+                    expected_version,
+                    changes,
+                    effect,
+                } => {
+                    Self::push_save(&mut batch, order, *expected_version, changes).ok()?;
+                    self.push_effect(&mut batch, *effect);
+                    check.saves += 1;
+                }
+            }
+        }
+        Some((batch, check))
+    }
+
+    /// When a save's stock effect found its reservation no longer active:
+    /// fine unless a confirm finds it released (or missing) — then nothing
+    /// may be written.
+    async fn confirmed_before(
+        &self,
+        txn: &DatabaseTransaction,
+        effect: StockEffect,
+    ) -> Result<(), LedgerError> {
+        if let StockEffect::Confirm(id) = effect {
+            match self.status_of(txn, id.as_uuid()).await?.as_deref() {
+                Some("confirmed") => {}
+                None => return Err(InventoryError::NotFound.into()),
+                Some(_) => return Err(InventoryError::ReservationGone(id).into()),
+            }
+        }
+        Ok(())
+    }
+
+    /// PostgreSQL: locks, in book order, every stock row a group's writes
+    /// will touch, before any of them runs. Each write locks its own rows
+    /// in book order, but a group's writes one after the other would not
+    /// be in one order overall, and could deadlock with another
+    /// transaction. SQLite's single writer needs nothing.
+    pub(crate) async fn lock_group_stock<'w>(
+        &self,
+        txn: &DatabaseTransaction,
+        writes: impl Iterator<Item = &'w LedgerWrite>,
+    ) -> Result<(), sea_orm::DbErr> {
+        if !self.is_postgres() {
+            return Ok(());
+        }
+        let mut books: Vec<&str> = Vec::new();
+        let mut reservations: Vec<Uuid> = Vec::new();
+        for write in writes {
+            match write {
+                LedgerWrite::Create { reservation, .. } => {
+                    books.extend(reservation.lines.iter().map(|l| l.book_id.as_str()));
+                }
+                LedgerWrite::Save { effect, .. } => match effect {
+                    StockEffect::Confirm(id) | StockEffect::Release(id) => {
+                        reservations.push(id.as_uuid());
+                    }
+                },
+            }
+        }
+        books.sort_unstable();
+        books.dedup();
+        let mut sql = Sql::new("SELECT book_id FROM stock WHERE book_id IN ");
+        if books.is_empty() {
+            sql.push("(NULL)");
+        } else {
+            sql.list(books);
+        }
+        if !reservations.is_empty() {
+            sql.push(
+                " OR book_id IN (SELECT book_id FROM reservation_items WHERE reservation_id IN ",
+            )
+            .list(reservations)
+            .push(")");
+        }
+        sql.push(" ORDER BY book_id FOR UPDATE");
+        txn.query_all_raw(sql.build(self.db_backend())).await?;
+        Ok(())
+    }
+}
+
+/// A row a batch's statement returned, with its marker (see
+/// `sql::markers`): for [`STOCK_TAKEN`], the book and the price it was
+/// taken at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct MarkedRow {
+    pub(crate) marker: i64,
+    pub(crate) book: Option<String>,
+    pub(crate) price: Option<i64>,
+}
+
+impl MarkedRow {
+    /// Reads a row returned through SeaORM; `None` when it has no marker.
+    pub(crate) fn read(row: &QueryResult) -> Option<MarkedRow> {
+        let marker = row.try_get_by_index::<i64>(0).ok()?;
+        let (book, price) = if marker == STOCK_TAKEN {
+            (row.try_get_by_index(1).ok(), row.try_get_by_index(2).ok())
+        } else {
+            (None, None)
+        };
+        Some(MarkedRow {
+            marker,
+            book,
+            price,
+        })
+    }
+}
+
+/// What the rows of a group's batch must show for every write in it to
+/// have gone through: each gate returns at most one row (a stock row by
+/// its key, an order by its id, a reservation by its id), so the counts of
+/// marked rows say whether every gate passed, whichever write a row came
+/// from.
+#[derive(Debug, Default)]
+pub(crate) struct GroupCheck {
+    /// Stock rows the reservations must take (one per distinct book each).
+    taken: usize,
+    /// Saves, each with its compare-and-set and its reservation switch.
+    saves: usize,
+    /// The prices clients saw, which must be the catalog's (book, minor
+    /// units).
+    expected_prices: Vec<(String, i64)>,
+    /// Rows that came back without a marker (must be none).
+    unreadable: usize,
+}
+
+impl GroupCheck {
+    /// Whether `rows` show every write gone through: every book taken,
+    /// every order saved, every reservation switched, every price the
+    /// client saw still the catalog's (a price can't differ between two
+    /// rows of one transaction). Anything else — including a reservation
+    /// confirmed before, which is fine but needs a look — sends the group's
+    /// writes to run on their own.
+    pub(crate) fn passed<'r>(&self, rows: impl Iterator<Item = &'r MarkedRow>) -> bool {
+        let (mut taken, mut saved, mut switched) = (0, 0, 0);
+        let mut prices: HashMap<&str, i64> = HashMap::new();
+        for row in rows {
+            match row.marker {
+                STOCK_TAKEN => {
+                    let (Some(book), Some(minor)) = (&row.book, row.price) else {
+                        return false;
+                    };
+                    taken += 1;
+                    prices.insert(book, minor);
+                }
+                ORDER_SAVED => saved += 1,
+                RESERVATION_SWITCHED => switched += 1,
+                _ => {}
+            }
+        }
+        self.unreadable == 0
+            && taken == self.taken
+            && saved == self.saves
+            && switched == self.saves
+            && self
+                .expected_prices
+                .iter()
+                .all(|(book, minor)| prices.get(book.as_str()) == Some(minor))
+    }
+
+    /// Notes rows that came back without a marker.
+    pub(crate) fn unreadable(&mut self, n: usize) {
+        self.unreadable += n;
     }
 }

@@ -30,14 +30,17 @@
 //!   statements go to the database thread as ONE call (see `sql::Batch`):
 //!   BEGIN, one call, COMMIT.
 
+mod checkpointer;
 mod convert;
 mod entity;
 mod error;
+mod group;
 mod idempotency;
 mod inventory;
 mod orders;
 mod outbox;
 mod sql;
+mod sqlite_ledger;
 
 use std::time::Duration;
 
@@ -47,7 +50,7 @@ use sea_orm::{
     ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend,
     DbErr, SqliteTransactionMode, TransactionOptions, TransactionTrait,
 };
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 pub use error::StoreError;
 
@@ -85,6 +88,13 @@ pub struct StoreOptions {
     pub sqlite_synchronous_full: bool,
     /// Log every SQL statement at debug level (noisy).
     pub log_statements: bool,
+    /// Let concurrent orders' ledger writes share a transaction (group
+    /// commit, see the `group` module). Needs a Tokio runtime at
+    /// `connect`. Off, each write is its own transaction.
+    pub group_commit: bool,
+    /// SQLite files: checkpoint the WAL on a thread of its own instead of
+    /// inside the commit that fills it (see the `checkpointer` module).
+    pub sqlite_background_checkpoint: bool,
 }
 
 impl Default for StoreOptions {
@@ -96,8 +106,21 @@ impl Default for StoreOptions {
             sqlite_busy_timeout: Duration::from_secs(5),
             sqlite_synchronous_full: false,
             log_statements: false,
+            group_commit: true,
+            sqlite_background_checkpoint: true,
         }
     }
+}
+
+/// The file a `sqlite:` URL names (`sqlite://a.db`, `sqlite:///abs/a.db`,
+/// `sqlite:a.db`, each with optional `?options`), as SeaORM's driver reads
+/// it.
+fn sqlite_file_path(url: &str) -> Option<String> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or_default();
+    (!path.is_empty()).then(|| path.to_owned())
 }
 
 /// The SeaORM store. Cheap to clone: clones share the connection pools.
@@ -108,6 +131,14 @@ pub struct SeaOrmStore {
     /// Plain reads. With PostgreSQL the same pool as `writer`.
     reader: DatabaseConnection,
     backend: Backend,
+    /// The ledger writes' queue, when grouping them (`group_commit`).
+    group: Option<group::GroupWriter>,
+    /// SQLite file databases with group commit: the thread that runs each
+    /// group on a connection of its own (`sqlite_ledger`).
+    sqlite_ledger: Option<sqlite_ledger::SqliteLedger>,
+    /// SQLite files: the thread that checkpoints the WAL
+    /// (`sqlite_background_checkpoint`).
+    checkpointer: Option<checkpointer::Checkpointer>,
 }
 
 impl SeaOrmStore {
@@ -135,7 +166,11 @@ impl SeaOrmStore {
                 writer: pool.clone(),
                 reader: pool,
                 backend: Backend::Postgres,
-            })
+                group: None,
+                sqlite_ledger: None,
+                checkpointer: None,
+            }
+            .with_group_commit(options.group_commit))
         } else {
             Err(StoreError::UnsupportedUrl(
                 url.split(':').next().unwrap_or_default().to_owned(),
@@ -200,11 +235,53 @@ impl SeaOrmStore {
             readers = options.max_connections,
             "store connected"
         );
-        Ok(SeaOrmStore {
+        let file = (!memory).then(|| sqlite_file_path(url)).flatten();
+        let checkpointer = match &file {
+            Some(path) if options.sqlite_background_checkpoint => {
+                match checkpointer::Checkpointer::start(path) {
+                    Ok(c) => {
+                        // The writer (a pool of one that never reopens)
+                        // leaves checkpoints to the thread from now on.
+                        writer
+                            .execute_unprepared("PRAGMA wal_autocheckpoint = 0")
+                            .await
+                            .map_err(StoreError::connect)?;
+                        Some(c)
+                    }
+                    Err(e) => {
+                        warn!(error = %e, "WAL checkpoint thread not started; SQLite checkpoints in the commits");
+                        None
+                    }
+                }
+            }
+            _ => None,
+        };
+        let mut store = SeaOrmStore {
             writer,
             reader,
             backend: Backend::Sqlite,
-        })
+            group: None,
+            sqlite_ledger: None,
+            checkpointer: None,
+        };
+        if let (true, Some(path)) = (options.group_commit, file) {
+            store.sqlite_ledger =
+                sqlite_ledger::SqliteLedger::start(sqlite_ledger::LedgerConnection {
+                    path,
+                    synchronous_full: options.sqlite_synchronous_full,
+                    busy_timeout: busy,
+                    autocheckpoint: checkpointer.is_none(),
+                });
+        }
+        store.checkpointer = checkpointer;
+        Ok(store.with_group_commit(options.group_commit))
+    }
+
+    fn with_group_commit(mut self, on: bool) -> Self {
+        if on {
+            self.group = Some(group::GroupWriter::start(self.clone()));
+        }
+        self
     }
 
     /// Applies every pending migration.

@@ -107,6 +107,28 @@ impl Batch {
         }
     }
 
+    /// A batch whose statements stay apart, each numbering its own `$n`
+    /// (for a runner that prepares each statement itself).
+    pub(crate) fn separate() -> Self {
+        Self {
+            merge: false,
+            current: Sql::default(),
+            current_gate: false,
+            done: Vec::new(),
+        }
+    }
+
+    /// The statements, each with its values.
+    pub(crate) fn into_statements(mut self) -> Vec<(String, Vec<Value>)> {
+        if !self.current.text.is_empty() {
+            self.done.push((self.current, self.current_gate));
+        }
+        self.done
+            .into_iter()
+            .map(|(sql, _)| (sql.text, sql.values))
+            .collect()
+    }
+
     fn start(&mut self, gate: bool) -> &mut Sql {
         if !self.current.text.is_empty() {
             if self.merge {

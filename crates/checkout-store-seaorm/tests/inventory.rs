@@ -681,3 +681,97 @@ both!(concurrent_ledger_saves_move_stock_once, |db| {
 fn req_id(order: &checkout_domain::Order) -> ReservationId {
     order.reservation().unwrap().id
 }
+
+// Many orders at once for a book that only some can have: concurrent
+// ledger writes share transactions (group commit), and a group in which
+// one write can't go through must still commit every other one, and
+// nothing of the one that failed.
+both!(
+    concurrent_ledger_orders_never_oversell_and_lose_none,
+    |db| {
+        stock(&db, "bk-hot", "9.99", 10).await;
+        stock(&db, "bk-cold", "5.00", 1_000).await;
+        let prices = db
+            .store
+            .catalog_prices(&[book("bk-hot"), book("bk-cold")])
+            .await
+            .unwrap();
+        let mut tasks = Vec::new();
+        for seq in 0..60u64 {
+            let store = db.store.clone();
+            let prices = prices.clone();
+            tasks.push(tokio::spawn(async move {
+                // Every third order wants the hot book; the rest always fit.
+                let wanted = if seq % 3 == 0 { "bk-hot" } else { "bk-cold" };
+                let (mut order, created) =
+                    placed(order_id(1_000 + seq), "cust-rush", &[(wanted, 1)]);
+                let mut changes = vec![created];
+                changes.push(
+                    order
+                        .transition(OrderState::Validating, ctx("v", t0()))
+                        .unwrap(),
+                );
+                order.apply_catalog_prices(&prices).unwrap();
+                let req = ReservationRequest {
+                    reservation_id: ReservationId::from_uuid(Uuid::now_v7()),
+                    order_id: order.id(),
+                    currency: Currency::USD,
+                    lines: vec![line(wanted, 1, None)],
+                    expires_at: t0() + secs(900),
+                };
+                order.attach_reservation(
+                    ReservationRef {
+                        id: req.reservation_id,
+                        expires_at: req.expires_at,
+                        status: ReservationStatus::Active,
+                    },
+                    t0(),
+                );
+                changes.push(
+                    order
+                        .transition(OrderState::Reserved, ctx("r", t0()))
+                        .unwrap(),
+                );
+                let outcome = store
+                    .create_with_reservation(&order, &changes, &req, &prices)
+                    .await;
+                (wanted, order.id(), outcome)
+            }));
+        }
+        let (mut hot, mut cold, mut short) = (0, 0, 0);
+        for t in tasks {
+            let (wanted, id, outcome) = t.await.unwrap();
+            match outcome {
+                Ok(()) => {
+                    assert_eq!(
+                        db.store.get(id).await.unwrap().state(),
+                        OrderState::Reserved
+                    );
+                    if wanted == "bk-hot" {
+                        hot += 1;
+                    } else {
+                        cold += 1;
+                    }
+                }
+                Err(LedgerError::Inventory(InventoryError::Unavailable(items))) => {
+                    assert_eq!(wanted, "bk-hot");
+                    assert_eq!(items[0].book_id, book("bk-hot"));
+                    assert!(matches!(
+                        db.store.get(id).await,
+                        Err(RepositoryError::NotFound)
+                    ));
+                    short += 1;
+                }
+                Err(e) => panic!("{e:?}"),
+            }
+        }
+        assert_eq!((hot, cold, short), (10, 40, 10));
+        assert_eq!(counts(&db, "bk-hot").await, (0, 10));
+        assert_eq!(counts(&db, "bk-cold").await, (960, 40));
+        assert_eq!(
+            db.scalar("SELECT COUNT(*) FROM orders WHERE customer_id = 'cust-rush'")
+                .await,
+            50
+        );
+    }
+);
