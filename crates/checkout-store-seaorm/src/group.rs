@@ -28,7 +28,6 @@ use tracing::{debug, warn};
 
 use crate::SeaOrmStore;
 use crate::inventory::MarkedRow;
-use crate::sqlite_ledger::Outcome;
 
 /// Most writes in one group: keeps a transaction's statements and the
 /// rework after a failed group bounded.
@@ -101,7 +100,7 @@ async fn run(store: SeaOrmStore, mut queue: mpsc::UnboundedReceiver<Job>) {
 
 async fn commit_group(store: &SeaOrmStore, group: Vec<Job>) {
     tracing::trace!(writes = group.len(), "ledger group");
-    if group.len() > 1 || store.sqlite_ledger.is_some() {
+    if group.len() > 1 {
         match try_group(store, &group).await {
             Ok(()) => {
                 for job in group {
@@ -145,32 +144,15 @@ enum GroupFailed {
 
 async fn try_group(store: &SeaOrmStore, group: &[Job]) -> Result<(), GroupFailed> {
     let writes = || group.iter().map(|j| &j.write);
-    if let Some(ledger) = &store.sqlite_ledger {
-        let Some((batch, check)) = store.group_batch(writes(), true) else {
-            return Err(GroupFailed::Write);
-        };
-        // Holding the SeaORM writer (a pool of one) keeps every other
-        // write out while the ledger thread's connection writes.
-        let _writer = store
-            .writer
-            .get_sqlite_connection_pool()
-            .acquire()
-            .await
-            .map_err(|_| GroupFailed::Write)?;
-        return match ledger.run(batch.into_statements(), check).await {
-            Outcome::Committed => Ok(()),
-            Outcome::RolledBack => Err(GroupFailed::Write),
-        };
-    }
     let Some((batch, mut check)) = store.group_batch(writes(), false) else {
         return Err(GroupFailed::Write);
     };
     let txn = store.begin_write().await.map_err(|_| GroupFailed::Write)?;
     store
-        .lock_group_stock(&txn, writes())
+        .lock_group_stock(&*txn, writes())
         .await
         .map_err(|_| GroupFailed::Write)?;
-    let passed = match batch.run(&txn, store.db_backend()).await {
+    let passed = match batch.run(&*txn, store.db_backend()).await {
         Ok(rows) => {
             let marked: Vec<MarkedRow> = rows.iter().filter_map(MarkedRow::read).collect();
             check.unreadable(rows.len() - marked.len());

@@ -5,7 +5,7 @@
 use async_trait::async_trait;
 use checkout_domain::IdempotencyKey;
 use checkout_ports::{IdempotencyBegin, IdempotencyError, IdempotencyStore, StoredResponse};
-use sea_orm::{ConnectionTrait, EntityTrait};
+use sea_orm::EntityTrait;
 use time::OffsetDateTime;
 use tracing::debug;
 
@@ -62,8 +62,7 @@ impl IdempotencyStore for SeaOrmStore {
                 ])
                 .push(" ON CONFLICT (scope, key) DO NOTHING");
             if self
-                .writer
-                .execute_raw(claim.build(backend))
+                .exec_write(claim.build(backend))
                 .await
                 .idem()?
                 .rows_affected()
@@ -100,8 +99,7 @@ impl IdempotencyStore for SeaOrmStore {
                 .push(" AND locked_at = ")
                 .bind(row.locked_at);
             if self
-                .writer
-                .execute_raw(take.build(backend))
+                .exec_write(take.build(backend))
                 .await
                 .idem()?
                 .rows_affected()
@@ -134,10 +132,7 @@ impl IdempotencyStore for SeaOrmStore {
             .bind(scope)
             .push(" AND key = ")
             .bind(key.as_str());
-        self.writer
-            .execute_raw(sql.build(self.db_backend()))
-            .await
-            .idem()?;
+        self.exec_write(sql.build(self.db_backend())).await.idem()?;
         Ok(())
     }
 
@@ -145,10 +140,7 @@ impl IdempotencyStore for SeaOrmStore {
         let mut sql =
             Sql::new("DELETE FROM idempotency_keys WHERE status = 'in_flight' AND scope = ");
         sql.bind(scope).push(" AND key = ").bind(key.as_str());
-        self.writer
-            .execute_raw(sql.build(self.db_backend()))
-            .await
-            .idem()?;
+        self.exec_write(sql.build(self.db_backend())).await.idem()?;
         Ok(())
     }
 
@@ -156,8 +148,7 @@ impl IdempotencyStore for SeaOrmStore {
         let mut sql = Sql::new("DELETE FROM idempotency_keys WHERE created_at < ");
         sql.bind(micros(created_before));
         Ok(self
-            .writer
-            .execute_raw(sql.build(self.db_backend()))
+            .exec_write(sql.build(self.db_backend()))
             .await
             .idem()?
             .rows_affected())

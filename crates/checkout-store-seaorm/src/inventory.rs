@@ -532,14 +532,14 @@ impl InventoryPort for SeaOrmStore {
     async fn reserve(&self, request: &ReservationRequest) -> Result<Reservation, InventoryError> {
         let backend = self.db_backend();
         let txn = self.begin_write().await.inv()?;
-        if let Some(existing) = self.claim_reservation_id(&txn, request).await? {
+        if let Some(existing) = self.claim_reservation_id(&*txn, request).await? {
             return Ok(existing);
         }
         let mut batch = Batch::new(backend);
         let wanted = Self::push_reserve(&mut batch, request, Quote::Catalog, false)?;
-        let rows = batch.run(&txn, backend).await.inv()?;
+        let rows = batch.run(&*txn, backend).await.inv()?;
         let reservation = self
-            .finish_reserve(&txn, request, Quote::Catalog, &wanted, &rows)
+            .finish_reserve(&*txn, request, Quote::Catalog, &wanted, &rows)
             .await?;
         txn.commit().await.inv()?;
         Ok(reservation)
@@ -548,14 +548,14 @@ impl InventoryPort for SeaOrmStore {
     #[instrument(skip(self))]
     async fn confirm(&self, id: ReservationId) -> Result<(), InventoryError> {
         let txn = self.begin_write().await.inv()?;
-        self.confirm_in(&txn, id).await?;
+        self.confirm_in(&*txn, id).await?;
         txn.commit().await.inv()
     }
 
     #[instrument(skip(self))]
     async fn release(&self, id: ReservationId) -> Result<(), InventoryError> {
         let txn = self.begin_write().await.inv()?;
-        self.release_in(&txn, id).await?;
+        self.release_in(&*txn, id).await?;
         txn.commit().await.inv()
     }
 
@@ -570,11 +570,7 @@ impl InventoryPort for SeaOrmStore {
             .bind(micros(OffsetDateTime::now_utc()))
             .push(" WHERE status = 'active' AND id = ")
             .bind(id.as_uuid());
-        let done = self
-            .writer
-            .execute_raw(sql.build(self.db_backend()))
-            .await
-            .inv()?;
+        let done = self.exec_write(sql.build(self.db_backend())).await.inv()?;
         if done.rows_affected() == 1 {
             return Ok(());
         }
@@ -630,7 +626,7 @@ impl InventoryPort for SeaOrmStore {
             .map(|r| r.try_get_by_index::<Uuid>(0))
             .collect::<Result<_, _>>()
             .inv()?;
-        self.adjust_stock(&txn, &released, Adjust::Release).await?;
+        self.adjust_stock(&*txn, &released, Adjust::Release).await?;
         txn.commit().await.inv()?;
         debug!(released = released.len(), "expired reservations released");
         Ok(released.len() as u64)
@@ -725,22 +721,21 @@ impl OrderStockLedger for SeaOrmStore {
         reservation: &ReservationRequest,
         prices: &[(BookId, Money)],
     ) -> Result<(), LedgerError> {
-        match &self.group {
-            Some(group) => {
-                group
-                    .submit(LedgerWrite::Create {
-                        order: order.clone(),
-                        changes: changes.to_vec(),
-                        reservation: reservation.clone(),
-                        prices: prices.to_vec(),
-                    })
-                    .await
+        let write = || LedgerWrite::Create {
+            order: order.clone(),
+            changes: changes.to_vec(),
+            reservation: reservation.clone(),
+            prices: prices.to_vec(),
+        };
+        if let Some(ledger) = &self.sqlite_ledger {
+            if self.on_ledger_thread(ledger, &write()).await {
+                return Ok(());
             }
-            None => {
-                self.create_with_reservation_solo(order, changes, reservation, prices)
-                    .await
-            }
+        } else if let Some(group) = &self.group {
+            return group.submit(write()).await;
         }
+        self.create_with_reservation_solo(order, changes, reservation, prices)
+            .await
     }
 
     #[instrument(skip_all, fields(order_id = %order.id(), expected_version))]
@@ -751,22 +746,21 @@ impl OrderStockLedger for SeaOrmStore {
         changes: &[OrderChange],
         effect: StockEffect,
     ) -> Result<(), LedgerError> {
-        match &self.group {
-            Some(group) => {
-                group
-                    .submit(LedgerWrite::Save {
-                        order: order.clone(),
-                        expected_version,
-                        changes: changes.to_vec(),
-                        effect,
-                    })
-                    .await
+        let write = || LedgerWrite::Save {
+            order: order.clone(),
+            expected_version,
+            changes: changes.to_vec(),
+            effect,
+        };
+        if let Some(ledger) = &self.sqlite_ledger {
+            if self.on_ledger_thread(ledger, &write()).await {
+                return Ok(());
             }
-            None => {
-                self.save_with_stock_solo(order, expected_version, changes, effect)
-                    .await
-            }
+        } else if let Some(group) = &self.group {
+            return group.submit(write()).await;
         }
+        self.save_with_stock_solo(order, expected_version, changes, effect)
+            .await
     }
 }
 
@@ -817,10 +811,10 @@ impl SeaOrmStore {
         let (batch, wanted) = self.create_batch(order, changes, reservation, quote)?;
         let txn = self.begin_write().await.repo()?;
         let rows = batch
-            .run(&txn, self.db_backend())
+            .run(&*txn, self.db_backend())
             .await
             .map_err(|e| Self::create_failed(order, e))?;
-        self.finish_reserve(&txn, reservation, quote, &wanted, &rows)
+        self.finish_reserve(&*txn, reservation, quote, &wanted, &rows)
             .await?;
         txn.commit().await.repo()?;
         Ok(())
@@ -837,7 +831,7 @@ impl SeaOrmStore {
     ) -> Result<(), LedgerError> {
         let batch = self.save_batch(order, expected_version, changes, effect)?;
         let txn = self.begin_write().await.repo()?;
-        let rows = match batch.run(&txn, self.db_backend()).await {
+        let rows = match batch.run(&*txn, self.db_backend()).await {
             Ok(rows) => rows,
             Err(e) => {
                 let _ = txn.rollback().await;
@@ -847,15 +841,30 @@ impl SeaOrmStore {
         let marks = markers(&rows).repo()?;
         if !marks.contains(&ORDER_SAVED) {
             return Err(self
-                .save_refused(&txn, order, expected_version)
+                .save_refused(&*txn, order, expected_version)
                 .await
                 .into());
         }
         if !marks.contains(&RESERVATION_SWITCHED) {
-            self.confirmed_before(&txn, effect).await?;
+            self.confirmed_before(&*txn, effect).await?;
         }
         txn.commit().await.repo()?;
         Ok(())
+    }
+
+    /// Runs `write` in the SQLite ledger thread's next group; `false` when
+    /// nothing of it was committed there (it then runs on its own, which
+    /// also gives a failure its precise error).
+    async fn on_ledger_thread(
+        &self,
+        ledger: &crate::sqlite_ledger::SqliteLedger,
+        write: &LedgerWrite,
+    ) -> bool {
+        let Some((batch, check)) = self.group_batch(std::iter::once(write), true) else {
+            return false;
+        };
+        ledger.submit(batch.into_statements(), check).await
+            == crate::sqlite_ledger::Outcome::Committed
     }
 
     /// The statements of every write of a group, as one batch (on SQLite,
@@ -1054,6 +1063,15 @@ impl GroupCheck {
                 .expected_prices
                 .iter()
                 .all(|(book, minor)| prices.get(book.as_str()) == Some(minor))
+    }
+
+    /// Adds what `other`'s rows must show (for a group of writes).
+    pub(crate) fn add(&mut self, other: &GroupCheck) {
+        self.taken += other.taken;
+        self.saves += other.saves;
+        self.expected_prices
+            .extend(other.expected_prices.iter().cloned());
+        self.unreadable += other.unreadable;
     }
 
     /// Notes rows that came back without a marker.

@@ -139,6 +139,63 @@ pub struct SeaOrmStore {
     /// SQLite files: the thread that checkpoints the WAL
     /// (`sqlite_background_checkpoint`).
     checkpointer: Option<checkpointer::Checkpointer>,
+    /// Keeps the SeaORM writer and the SQLite ledger thread from writing
+    /// at the same time.
+    gate: WriteGate,
+}
+
+/// SQLite has one writer at a time. The store writes through two
+/// connections to a file database — SeaORM's writer and the ledger
+/// thread's (`sqlite_ledger`) — and, rather than let them collide in
+/// SQLite's busy handler (which sleeps), each takes this gate around its
+/// writes. Elsewhere (PostgreSQL, an in-memory SQLite database without a
+/// ledger thread) the gate is open and costs nothing.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct WriteGate(Option<std::sync::Arc<tokio::sync::Mutex<()>>>);
+
+impl WriteGate {
+    fn closed() -> Self {
+        Self(Some(std::sync::Arc::default()))
+    }
+
+    /// Waits for the gate (async side).
+    async fn enter(&self) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+        match &self.0 {
+            Some(lock) => Some(lock.clone().lock_owned().await),
+            None => None,
+        }
+    }
+
+    /// Waits for the gate from a thread outside the async runtime (the
+    /// ledger thread).
+    pub(crate) fn enter_blocking(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        self.0.as_ref().map(|lock| lock.blocking_lock())
+    }
+}
+
+/// A write transaction holding the write gate until it commits, rolls
+/// back or is dropped.
+#[derive(Debug)]
+pub(crate) struct WriteTxn {
+    txn: DatabaseTransaction,
+    _gate: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl std::ops::Deref for WriteTxn {
+    type Target = DatabaseTransaction;
+    fn deref(&self) -> &DatabaseTransaction {
+        &self.txn
+    }
+}
+
+impl WriteTxn {
+    pub(crate) async fn commit(self) -> Result<(), DbErr> {
+        self.txn.commit().await
+    }
+
+    pub(crate) async fn rollback(self) -> Result<(), DbErr> {
+        self.txn.rollback().await
+    }
 }
 
 impl SeaOrmStore {
@@ -169,6 +226,7 @@ impl SeaOrmStore {
                 group: None,
                 sqlite_ledger: None,
                 checkpointer: None,
+                gate: WriteGate::default(),
             }
             .with_group_commit(options.group_commit))
         } else {
@@ -263,18 +321,28 @@ impl SeaOrmStore {
             group: None,
             sqlite_ledger: None,
             checkpointer: None,
+            gate: WriteGate::default(),
         };
         if let (true, Some(path)) = (options.group_commit, file) {
-            store.sqlite_ledger =
-                sqlite_ledger::SqliteLedger::start(sqlite_ledger::LedgerConnection {
+            let gate = WriteGate::closed();
+            store.sqlite_ledger = sqlite_ledger::SqliteLedger::start(
+                sqlite_ledger::LedgerConnection {
                     path,
                     synchronous_full: options.sqlite_synchronous_full,
                     busy_timeout: busy,
                     autocheckpoint: checkpointer.is_none(),
-                });
+                },
+                gate.clone(),
+            );
+            if store.sqlite_ledger.is_some() {
+                store.gate = gate;
+            }
         }
         store.checkpointer = checkpointer;
-        Ok(store.with_group_commit(options.group_commit))
+        // The ledger thread groups its writes itself; without it, a task
+        // does (over SeaORM).
+        let group_task = options.group_commit && store.sqlite_ledger.is_none();
+        Ok(store.with_group_commit(group_task))
     }
 
     fn with_group_commit(mut self, on: bool) -> Self {
@@ -349,15 +417,29 @@ impl SeaOrmStore {
     /// Starts a write transaction. On SQLite it is `BEGIN IMMEDIATE`: the
     /// write lock is taken up front, so a transaction that reads before it
     /// writes can never fail to upgrade its lock (another process holding
-    /// the database waits in `busy_timeout` instead).
-    async fn begin_write(&self) -> Result<DatabaseTransaction, DbErr> {
+    /// the database waits in `busy_timeout` instead). It holds the write
+    /// gate (see [`WriteGate`]) until it ends.
+    async fn begin_write(&self) -> Result<WriteTxn, DbErr> {
+        let gate = self.gate.enter().await;
         let mode = (self.backend == Backend::Sqlite).then_some(SqliteTransactionMode::Immediate);
-        self.writer
+        let txn = self
+            .writer
             .begin_with_options(TransactionOptions {
                 sqlite_transaction_mode: mode,
                 ..TransactionOptions::default()
             })
-            .await
+            .await?;
+        Ok(WriteTxn { txn, _gate: gate })
+    }
+
+    /// Runs one writing statement on its own (autocommit), inside the
+    /// write gate.
+    async fn exec_write(
+        &self,
+        statement: sea_orm::Statement,
+    ) -> Result<sea_orm::ExecResult, DbErr> {
+        let _gate = self.gate.enter().await;
+        self.writer.execute_raw(statement).await
     }
 
     fn is_postgres(&self) -> bool {

@@ -15,18 +15,17 @@ use checkout_domain::{
 };
 use checkout_ports::{NewRefund, OrderPage, OrderQuery, OrderRepository, Refund, RepositoryError};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, Value,
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Value,
 };
 use time::OffsetDateTime;
 use tracing::{debug, instrument};
 use uuid::Uuid;
 
-use crate::SeaOrmStore;
 use crate::convert::{self, ORDER_COLUMNS};
 use crate::entity::{audit_log, order_items, orders, refunds};
 use crate::error::{DbResultExt, repo_err};
 use crate::sql::{Batch, ORDER_SAVED, Sql, markers, micros};
+use crate::{SeaOrmStore, WriteTxn};
 
 /// Most orders one listing returns.
 const MAX_PAGE: u32 = 200;
@@ -195,15 +194,15 @@ impl SeaOrmStore {
     /// in one batch. On `Err` the transaction has been rolled back.
     pub(crate) async fn save_in(
         &self,
-        txn: DatabaseTransaction,
+        txn: WriteTxn,
         order: &Order,
         expected_version: u64,
         changes: &[OrderChange],
-    ) -> Result<DatabaseTransaction, RepositoryError> {
+    ) -> Result<WriteTxn, RepositoryError> {
         let backend = self.db_backend();
         let mut batch = Batch::new(backend);
         Self::push_save(&mut batch, order, expected_version, changes)?;
-        let rows = match batch.run(&txn, backend).await {
+        let rows = match batch.run(&*txn, backend).await {
             Ok(rows) => rows,
             Err(e) => {
                 let _ = txn.rollback().await;
@@ -211,7 +210,7 @@ impl SeaOrmStore {
             }
         };
         if !markers(&rows).repo()?.contains(&ORDER_SAVED) {
-            return Err(self.save_refused(&txn, order, expected_version).await);
+            return Err(self.save_refused(&*txn, order, expected_version).await);
         }
         Ok(txn)
     }
@@ -283,7 +282,7 @@ impl OrderRepository for SeaOrmStore {
         Self::push_create(&mut batch, order, changes)?;
         let txn = self.begin_write().await.repo()?;
         batch
-            .run(&txn, backend)
+            .run(&*txn, backend)
             .await
             .map_err(|e| Self::create_failed(order, e))?;
         txn.commit().await.repo()
@@ -502,7 +501,7 @@ impl OrderRepository for SeaOrmStore {
         }
         let txn = self.save_in(txn, order, expected_version, changes).await?;
         let row = refunds::Entity::find_by_id(refund_id.as_uuid())
-            .one(&txn)
+            .one(&*txn)
             .await
             .repo()?
             .ok_or(RepositoryError::NotFound)?;
@@ -518,11 +517,7 @@ impl OrderRepository for SeaOrmStore {
             .bind(micros(OffsetDateTime::now_utc()))
             .push(" WHERE status = 'pending' AND id = ")
             .bind(refund_id.as_uuid());
-        let done = self
-            .writer
-            .execute_raw(sql.build(self.db_backend()))
-            .await
-            .repo()?;
+        let done = self.exec_write(sql.build(self.db_backend())).await.repo()?;
         if done.rows_affected() == 0 {
             // Already settled is fine; unknown is not.
             self.get_refund(refund_id).await?;
@@ -566,11 +561,7 @@ impl OrderRepository for SeaOrmStore {
             micros(received_at).into(),
         ])
         .push(" ON CONFLICT (provider, event_id) DO NOTHING");
-        let done = self
-            .writer
-            .execute_raw(sql.build(self.db_backend()))
-            .await
-            .repo()?;
+        let done = self.exec_write(sql.build(self.db_backend())).await.repo()?;
         Ok(done.rows_affected() == 1)
     }
 }

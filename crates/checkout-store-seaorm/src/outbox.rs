@@ -121,7 +121,7 @@ impl OutboxStore for SeaOrmStore {
             sql.push(" FOR UPDATE OF o SKIP LOCKED");
         }
         let candidates = Candidate::find_by_statement(sql.build(backend))
-            .all(&txn)
+            .all(&*txn)
             .await
             .repo()?;
         let batch = without_gaps(candidates);
@@ -153,10 +153,7 @@ impl OutboxStore for SeaOrmStore {
         sql.bind(micros(at))
             .push(" WHERE id IN ")
             .list(ids.iter().map(EventId::as_uuid));
-        self.writer
-            .execute_raw(sql.build(self.db_backend()))
-            .await
-            .repo()?;
+        self.exec_write(sql.build(self.db_backend())).await.repo()?;
         Ok(())
     }
 
@@ -178,11 +175,7 @@ impl OutboxStore for SeaOrmStore {
             .bind(micros(retry_at))
             .push(" WHERE id = ")
             .bind(id.as_uuid());
-        let done = self
-            .writer
-            .execute_raw(sql.build(self.db_backend()))
-            .await
-            .repo()?;
+        let done = self.exec_write(sql.build(self.db_backend())).await.repo()?;
         if done.rows_affected() == 0 {
             return Err(RepositoryError::NotFound);
         }
@@ -197,8 +190,7 @@ impl OutboxStore for SeaOrmStore {
             Sql::new("DELETE FROM outbox WHERE published_at IS NOT NULL AND published_at < ");
         sql.bind(micros(before));
         Ok(self
-            .writer
-            .execute_raw(sql.build(self.db_backend()))
+            .exec_write(sql.build(self.db_backend()))
             .await
             .repo()?
             .rows_affected())

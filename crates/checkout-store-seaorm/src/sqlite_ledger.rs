@@ -1,21 +1,30 @@
-//! SQLite: a group of ledger writes run on one thread, start to finish.
+//! SQLite: the ledger writes of concurrent orders, grouped into one
+//! transaction on one thread, start to finish.
 //!
 //! The SQLite driver under SeaORM runs each connection on a thread of its
 //! own and hands every call (BEGIN, a batch, COMMIT) across to it and the
-//! answer back: two thread wake-ups per call. Measured on the project's
-//! 2-core machine, those wake-ups, not SQLite, were most of the cost of a
-//! write (docs/performance.md). This thread holds its own connection to the
-//! same file and runs a whole group — BEGIN, every statement, the check,
-//! COMMIT or ROLLBACK — in one go, with statements prepared once and
-//! cached: one hand-off in, one out, per group.
+//! answer back: two thread wake-ups per call, and on the project's 2-core
+//! virtual machine those wake-ups, not SQLite, were most of the cost of a
+//! write (docs/performance.md). Requests instead send their ledger writes
+//! (`create_with_reservation`, `save_with_stock`) — already turned into SQL
+//! by `SeaOrmStore::group_batch`, the same SQL the SeaORM path runs —
+//! straight to this thread. It takes every write waiting, runs them as one
+//! transaction (BEGIN, every statement, the check, COMMIT) on its own
+//! connection with statements prepared once and cached, and answers each
+//! request directly: one hand-off in and one out per write, one commit per
+//! group.
 //!
-//! It runs only what `SeaOrmStore::group_batch` built — the same SQL the
-//! SeaORM path runs — and only while the group's task holds the SeaORM
-//! writer connection (`SeaOrmStore::writer` is a pool of one), so the two
-//! connections never write at the same time and the single-writer rule
-//! holds. Anything it can't run as is (a value of a type it doesn't bind,
-//! an error, a failed check) is rolled back and the writes go the SeaORM
-//! way, one by one, which also gives each failure its precise error.
+//! Nothing is weaker for it: a request is answered only after the
+//! transaction holding its write has committed. When a grouped write would
+//! fail (a short book, a changed price, a lost compare-and-set, an error),
+//! the group is rolled back and each write runs again on its own; one that
+//! still fails is rolled back and answered [`Outcome::RolledBack`], and the
+//! request runs it the SeaORM way, which gives the failure its precise
+//! error. Grouping is only ever an optimisation of the all-succeed case.
+//!
+//! The thread writes only inside the store's write gate
+//! (`crate::WriteGate`), which the SeaORM writer takes too, so the two
+//! connections never write at the same time.
 
 use std::sync::mpsc as std_mpsc;
 use std::time::Duration;
@@ -26,21 +35,27 @@ use sea_orm::Value;
 use tokio::sync::oneshot;
 use tracing::{debug, warn};
 
+use crate::WriteGate;
 use crate::inventory::{GroupCheck, MarkedRow};
 
 /// Prepared statements kept: the ledger's statement shapes (by number of
 /// books and lines) with room to spare.
 const STATEMENT_CACHE: usize = 256;
 
-/// What happened to a group.
+/// Most writes in one group: keeps a transaction and the rework after a
+/// failed group bounded.
+const MAX_GROUP: usize = 64;
+
+/// What happened to a write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Outcome {
-    /// Every write went through and is committed.
+    /// The write went through and is committed.
     Committed,
-    /// Nothing was committed: the writes must run on their own.
+    /// Nothing of it was committed: it must run the SeaORM way.
     RolledBack,
 }
 
+/// One request's write: its statements and what their rows must show.
 struct Task {
     statements: Vec<(String, Vec<Value>)>,
     check: GroupCheck,
@@ -67,9 +82,10 @@ pub(crate) struct LedgerConnection {
 }
 
 impl SqliteLedger {
-    /// Opens the connection and starts the thread. `None` (with a warning)
-    /// when the file can't be opened: the SeaORM path then does it all.
-    pub(crate) fn start(conn: LedgerConnection) -> Option<SqliteLedger> {
+    /// Opens the connection and starts the thread, which writes only inside
+    /// `gate`. `None` (with a warning) when the file can't be opened: the
+    /// SeaORM path then does it all.
+    pub(crate) fn start(conn: LedgerConnection, gate: WriteGate) -> Option<SqliteLedger> {
         let db = match open(&conn) {
             Ok(db) => db,
             Err(e) => {
@@ -81,9 +97,16 @@ impl SqliteLedger {
         let spawned = std::thread::Builder::new()
             .name("sqlite-ledger".into())
             .spawn(move || {
-                for task in queue {
-                    let outcome = run_group(&db, &task.statements, &task.check);
-                    let _ = task.reply.send(outcome);
+                while let Ok(first) = queue.recv() {
+                    let mut group = vec![first];
+                    while group.len() < MAX_GROUP {
+                        match queue.try_recv() {
+                            Ok(task) => group.push(task),
+                            Err(_) => break,
+                        }
+                    }
+                    let _gate = gate.enter_blocking();
+                    run_tasks(&db, group);
                 }
                 debug!("SQLite ledger thread stopped");
             });
@@ -96,9 +119,9 @@ impl SqliteLedger {
         }
     }
 
-    /// Runs `statements` as one transaction and commits it when the rows
-    /// they return pass `check`. The caller must hold the SeaORM writer.
-    pub(crate) async fn run(
+    /// Runs `statements` in the next group and answers once the group's
+    /// transaction has committed (or the write was rolled back).
+    pub(crate) async fn submit(
         &self,
         statements: Vec<(String, Vec<Value>)>,
         check: GroupCheck,
@@ -113,6 +136,33 @@ impl SqliteLedger {
             return Outcome::RolledBack;
         }
         answer.await.unwrap_or(Outcome::RolledBack)
+    }
+}
+
+/// Runs a group as one transaction; if that does not go through, each of
+/// its writes on its own.
+fn run_tasks(db: &Connection, group: Vec<Task>) {
+    tracing::trace!(writes = group.len(), "ledger group");
+    if group.len() > 1 {
+        let mut check = GroupCheck::default();
+        for task in &group {
+            check.add(&task.check);
+        }
+        let statements = group.iter().flat_map(|t| t.statements.iter());
+        if run_group(db, statements, &check) == Outcome::Committed {
+            for task in group {
+                let _ = task.reply.send(Outcome::Committed);
+            }
+            return;
+        }
+        debug!(
+            writes = group.len(),
+            "a grouped write failed; running each on its own"
+        );
+    }
+    for task in group {
+        let outcome = run_group(db, task.statements.iter(), &task.check);
+        let _ = task.reply.send(outcome);
     }
 }
 
@@ -134,7 +184,11 @@ fn open(conn: &LedgerConnection) -> rusqlite::Result<Connection> {
     Ok(db)
 }
 
-fn run_group(db: &Connection, statements: &[(String, Vec<Value>)], check: &GroupCheck) -> Outcome {
+fn run_group<'s>(
+    db: &Connection,
+    statements: impl Iterator<Item = &'s (String, Vec<Value>)>,
+    check: &GroupCheck,
+) -> Outcome {
     if let Err(e) = db.execute_batch("BEGIN IMMEDIATE") {
         debug!(error = %e, "SQLite ledger group could not begin");
         return Outcome::RolledBack;
@@ -162,9 +216,9 @@ fn run_group(db: &Connection, statements: &[(String, Vec<Value>)], check: &Group
 
 /// Runs each statement, binding the `$n` it names, and returns the rows
 /// that carry a marker (see `sql::markers`).
-fn run_statements(
+fn run_statements<'s>(
     db: &Connection,
-    statements: &[(String, Vec<Value>)],
+    statements: impl Iterator<Item = &'s (String, Vec<Value>)>,
 ) -> Result<Vec<MarkedRow>, String> {
     let mut marked = Vec::new();
     for (text, values) in statements {
