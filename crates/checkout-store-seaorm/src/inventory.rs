@@ -34,7 +34,6 @@ use crate::SeaOrmStore;
 use crate::convert;
 use crate::entity::{reservation_items, reservations, stock};
 use crate::error::DbResultExt;
-use crate::group::LedgerWrite;
 use crate::sql::{
     Batch, ORDER_SAVED, RESERVATION_SWITCHED, STOCK_TAKEN, Sql, from_micros, markers, micros,
 };
@@ -731,8 +730,6 @@ impl OrderStockLedger for SeaOrmStore {
             if self.on_ledger_thread(ledger, &write()).await {
                 return Ok(());
             }
-        } else if let Some(group) = &self.group {
-            return group.submit(write()).await;
         }
         self.create_with_reservation_solo(order, changes, reservation, prices)
             .await
@@ -756,8 +753,6 @@ impl OrderStockLedger for SeaOrmStore {
             if self.on_ledger_thread(ledger, &write()).await {
                 return Ok(());
             }
-        } else if let Some(group) = &self.group {
-            return group.submit(write()).await;
         }
         self.save_with_stock_solo(order, expected_version, changes, effect)
             .await
@@ -860,61 +855,49 @@ impl SeaOrmStore {
         ledger: &crate::sqlite_ledger::SqliteLedger,
         write: &LedgerWrite,
     ) -> bool {
-        let Some((batch, check)) = self.group_batch(std::iter::once(write), true) else {
+        let Some((batch, check)) = self.ledger_batch(write) else {
             return false;
         };
         ledger.submit(batch.into_statements(), check).await
             == crate::sqlite_ledger::Outcome::Committed
     }
 
-    /// The statements of every write of a group, as one batch (on SQLite,
-    /// ONE call to the database thread for the whole group), with what its
-    /// rows must show for every write to have gone through. `None` when a
-    /// write can't even be built (it then runs on its own, to fail there).
-    ///
-    /// `separate` keeps the statements apart (for the SQLite ledger thread,
-    /// which prepares and caches each).
-    pub(crate) fn group_batch<'w>(
-        &self,
-        writes: impl Iterator<Item = &'w LedgerWrite>,
-        separate: bool,
-    ) -> Option<(Batch, GroupCheck)> {
-        let mut batch = if separate {
-            Batch::separate()
-        } else {
-            Batch::new(self.db_backend())
-        };
+    /// The statements of a ledger write for the SQLite ledger thread, with
+    /// what their rows must show for it to have gone through. `None` when
+    /// the write can't even be built (it then runs on its own, to fail
+    /// there).
+    fn ledger_batch(&self, write: &LedgerWrite) -> Option<(Batch, GroupCheck)> {
+        // Statements kept apart: the thread prepares and caches each.
+        let mut batch = Batch::separate();
         let mut check = GroupCheck::default();
-        for write in writes {
-            match write {
-                LedgerWrite::Create {
-                    order,
-                    changes,
-                    reservation,
-                    prices,
-                } => {
-                    let wanted =
-                        Self::push_reserve(&mut batch, reservation, Quote::Quoted(prices), true)
-                            .ok()?;
-                    Self::push_create(&mut batch, order, changes).ok()?;
-                    check.taken += wanted.len();
-                    check
-                        .expected_prices
-                        .extend(reservation.lines.iter().filter_map(|l| {
-                            l.expected_unit_price
-                                .map(|p| (l.book_id.as_str().to_owned(), p.to_minor_units()))
-                        }));
-                }
-                LedgerWrite::Save {
-                    order,
-                    expected_version,
-                    changes,
-                    effect,
-                } => {
-                    Self::push_save(&mut batch, order, *expected_version, changes).ok()?;
-                    self.push_effect(&mut batch, *effect);
-                    check.saves += 1;
-                }
+        match write {
+            LedgerWrite::Create {
+                order,
+                changes,
+                reservation,
+                prices,
+            } => {
+                let wanted =
+                    Self::push_reserve(&mut batch, reservation, Quote::Quoted(prices), true)
+                        .ok()?;
+                Self::push_create(&mut batch, order, changes).ok()?;
+                check.taken += wanted.len();
+                check
+                    .expected_prices
+                    .extend(reservation.lines.iter().filter_map(|l| {
+                        l.expected_unit_price
+                            .map(|p| (l.book_id.as_str().to_owned(), p.to_minor_units()))
+                    }));
+            }
+            LedgerWrite::Save {
+                order,
+                expected_version,
+                changes,
+                effect,
+            } => {
+                Self::push_save(&mut batch, order, *expected_version, changes).ok()?;
+                self.push_effect(&mut batch, *effect);
+                check.saves += 1;
             }
         }
         Some((batch, check))
@@ -937,53 +920,6 @@ impl SeaOrmStore {
         }
         Ok(())
     }
-
-    /// PostgreSQL: locks, in book order, every stock row a group's writes
-    /// will touch, before any of them runs. Each write locks its own rows
-    /// in book order, but a group's writes one after the other would not
-    /// be in one order overall, and could deadlock with another
-    /// transaction. SQLite's single writer needs nothing.
-    pub(crate) async fn lock_group_stock<'w>(
-        &self,
-        txn: &DatabaseTransaction,
-        writes: impl Iterator<Item = &'w LedgerWrite>,
-    ) -> Result<(), sea_orm::DbErr> {
-        if !self.is_postgres() {
-            return Ok(());
-        }
-        let mut books: Vec<&str> = Vec::new();
-        let mut reservations: Vec<Uuid> = Vec::new();
-        for write in writes {
-            match write {
-                LedgerWrite::Create { reservation, .. } => {
-                    books.extend(reservation.lines.iter().map(|l| l.book_id.as_str()));
-                }
-                LedgerWrite::Save { effect, .. } => match effect {
-                    StockEffect::Confirm(id) | StockEffect::Release(id) => {
-                        reservations.push(id.as_uuid());
-                    }
-                },
-            }
-        }
-        books.sort_unstable();
-        books.dedup();
-        let mut sql = Sql::new("SELECT book_id FROM stock WHERE book_id IN ");
-        if books.is_empty() {
-            sql.push("(NULL)");
-        } else {
-            sql.list(books);
-        }
-        if !reservations.is_empty() {
-            sql.push(
-                " OR book_id IN (SELECT book_id FROM reservation_items WHERE reservation_id IN ",
-            )
-            .list(reservations)
-            .push(")");
-        }
-        sql.push(" ORDER BY book_id FOR UPDATE");
-        txn.query_all_raw(sql.build(self.db_backend())).await?;
-        Ok(())
-    }
 }
 
 /// A row a batch's statement returned, with its marker (see
@@ -994,23 +930,6 @@ pub(crate) struct MarkedRow {
     pub(crate) marker: i64,
     pub(crate) book: Option<String>,
     pub(crate) price: Option<i64>,
-}
-
-impl MarkedRow {
-    /// Reads a row returned through SeaORM; `None` when it has no marker.
-    pub(crate) fn read(row: &QueryResult) -> Option<MarkedRow> {
-        let marker = row.try_get_by_index::<i64>(0).ok()?;
-        let (book, price) = if marker == STOCK_TAKEN {
-            (row.try_get_by_index(1).ok(), row.try_get_by_index(2).ok())
-        } else {
-            (None, None)
-        };
-        Some(MarkedRow {
-            marker,
-            book,
-            price,
-        })
-    }
 }
 
 /// What the rows of a group's batch must show for every write in it to
@@ -1027,8 +946,6 @@ pub(crate) struct GroupCheck {
     /// The prices clients saw, which must be the catalog's (book, minor
     /// units).
     expected_prices: Vec<(String, i64)>,
-    /// Rows that came back without a marker (must be none).
-    unreadable: usize,
 }
 
 impl GroupCheck {
@@ -1055,8 +972,7 @@ impl GroupCheck {
                 _ => {}
             }
         }
-        self.unreadable == 0
-            && taken == self.taken
+        taken == self.taken
             && saved == self.saves
             && switched == self.saves
             && self
@@ -1071,11 +987,22 @@ impl GroupCheck {
         self.saves += other.saves;
         self.expected_prices
             .extend(other.expected_prices.iter().cloned());
-        self.unreadable += other.unreadable;
     }
+}
 
-    /// Notes rows that came back without a marker.
-    pub(crate) fn unreadable(&mut self, n: usize) {
-        self.unreadable += n;
-    }
+/// A ledger write on its way to the SQLite ledger thread.
+#[derive(Debug)]
+pub(crate) enum LedgerWrite {
+    Create {
+        order: Order,
+        changes: Vec<OrderChange>,
+        reservation: ReservationRequest,
+        prices: Vec<(BookId, Money)>,
+    },
+    Save {
+        order: Order,
+        expected_version: u64,
+        changes: Vec<OrderChange>,
+        effect: StockEffect,
+    },
 }

@@ -34,7 +34,6 @@ mod checkpointer;
 mod convert;
 mod entity;
 mod error;
-mod group;
 mod idempotency;
 mod inventory;
 mod orders;
@@ -88,9 +87,11 @@ pub struct StoreOptions {
     pub sqlite_synchronous_full: bool,
     /// Log every SQL statement at debug level (noisy).
     pub log_statements: bool,
-    /// Let concurrent orders' ledger writes share a transaction (group
-    /// commit, see the `group` module). Needs a Tokio runtime at
-    /// `connect`. Off, each write is its own transaction.
+    /// SQLite files: let concurrent orders' ledger writes share a
+    /// transaction on the ledger thread (group commit, see the
+    /// `sqlite_ledger` module). Off, each write is its own SeaORM
+    /// transaction. PostgreSQL always runs them as concurrent transactions
+    /// on the pool, whose commits the server already flushes together.
     pub group_commit: bool,
     /// SQLite files: checkpoint the WAL on a thread of its own instead of
     /// inside the commit that fills it (see the `checkpointer` module).
@@ -131,8 +132,6 @@ pub struct SeaOrmStore {
     /// Plain reads. With PostgreSQL the same pool as `writer`.
     reader: DatabaseConnection,
     backend: Backend,
-    /// The ledger writes' queue, when grouping them (`group_commit`).
-    group: Option<group::GroupWriter>,
     /// SQLite file databases with group commit: the thread that runs each
     /// group on a connection of its own (`sqlite_ledger`).
     sqlite_ledger: Option<sqlite_ledger::SqliteLedger>,
@@ -223,12 +222,10 @@ impl SeaOrmStore {
                 writer: pool.clone(),
                 reader: pool,
                 backend: Backend::Postgres,
-                group: None,
                 sqlite_ledger: None,
                 checkpointer: None,
                 gate: WriteGate::default(),
-            }
-            .with_group_commit(options.group_commit))
+            })
         } else {
             Err(StoreError::UnsupportedUrl(
                 url.split(':').next().unwrap_or_default().to_owned(),
@@ -318,7 +315,6 @@ impl SeaOrmStore {
             writer,
             reader,
             backend: Backend::Sqlite,
-            group: None,
             sqlite_ledger: None,
             checkpointer: None,
             gate: WriteGate::default(),
@@ -339,17 +335,7 @@ impl SeaOrmStore {
             }
         }
         store.checkpointer = checkpointer;
-        // The ledger thread groups its writes itself; without it, a task
-        // does (over SeaORM).
-        let group_task = options.group_commit && store.sqlite_ledger.is_none();
-        Ok(store.with_group_commit(group_task))
-    }
-
-    fn with_group_commit(mut self, on: bool) -> Self {
-        if on {
-            self.group = Some(group::GroupWriter::start(self.clone()));
-        }
-        self
+        Ok(store)
     }
 
     /// Applies every pending migration.
