@@ -81,7 +81,8 @@ pub struct ServerConfig {
 pub struct DatabaseConfig {
     /// `sqlite://FILE` (embedded default) or `postgres://…`.
     pub url: Secret,
-    /// PostgreSQL pool size (SQLite uses its single-writer pool).
+    /// PostgreSQL pool size; on SQLite, the read connections (writes go
+    /// through its single writer).
     pub max_connections: u32,
     /// Log every SQL statement at debug level (target `sqlx::query`); for
     /// diagnosis only, it is noisy and slow.

@@ -188,7 +188,10 @@ impl OrderProcessor {
     ) -> Result<PlacedOrder, AppError> {
         let id = self.ids.order_id();
         let span = info_span!("place_order", order_id = %id, customer_id = %cart.customer_id());
-        let result = self.run_pipeline(id, cart, actor).instrument(span).await;
+        // Boxed: the pipeline's state machine (every path, each holding an
+        // order and a provider call) is large, and callers keep it inside
+        // their own futures.
+        let result = Box::pin(self.run_pipeline(id, cart, actor).instrument(span)).await;
         if let Ok(placed) = &result {
             m::order_outcome(placed.outcome());
         }

@@ -61,12 +61,10 @@ impl Checkpointer {
         std::thread::Builder::new()
             .name("sqlite-checkpoint".into())
             .spawn(move || {
-                loop {
-                    match stopped.recv_timeout(INTERVAL) {
-                        Err(std_mpsc::RecvTimeoutError::Timeout) => round(&db),
-                        // Every handle is gone: the store is closing.
-                        Ok(()) | Err(std_mpsc::RecvTimeoutError::Disconnected) => break,
-                    }
+                // Until every handle is gone (the store is closing).
+                while let Err(std_mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(INTERVAL)
+                {
+                    round(&db);
                 }
                 if let Err(e) = checkpoint(&db, "TRUNCATE") {
                     debug!(error = %e, "last WAL checkpoint skipped");

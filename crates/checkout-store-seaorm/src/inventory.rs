@@ -531,14 +531,14 @@ impl InventoryPort for SeaOrmStore {
     async fn reserve(&self, request: &ReservationRequest) -> Result<Reservation, InventoryError> {
         let backend = self.db_backend();
         let txn = self.begin_write().await.inv()?;
-        if let Some(existing) = self.claim_reservation_id(&*txn, request).await? {
+        if let Some(existing) = self.claim_reservation_id(&txn, request).await? {
             return Ok(existing);
         }
         let mut batch = Batch::new(backend);
         let wanted = Self::push_reserve(&mut batch, request, Quote::Catalog, false)?;
         let rows = batch.run(&*txn, backend).await.inv()?;
         let reservation = self
-            .finish_reserve(&*txn, request, Quote::Catalog, &wanted, &rows)
+            .finish_reserve(&txn, request, Quote::Catalog, &wanted, &rows)
             .await?;
         txn.commit().await.inv()?;
         Ok(reservation)
@@ -547,14 +547,14 @@ impl InventoryPort for SeaOrmStore {
     #[instrument(skip(self))]
     async fn confirm(&self, id: ReservationId) -> Result<(), InventoryError> {
         let txn = self.begin_write().await.inv()?;
-        self.confirm_in(&*txn, id).await?;
+        self.confirm_in(&txn, id).await?;
         txn.commit().await.inv()
     }
 
     #[instrument(skip(self))]
     async fn release(&self, id: ReservationId) -> Result<(), InventoryError> {
         let txn = self.begin_write().await.inv()?;
-        self.release_in(&*txn, id).await?;
+        self.release_in(&txn, id).await?;
         txn.commit().await.inv()
     }
 
@@ -625,7 +625,7 @@ impl InventoryPort for SeaOrmStore {
             .map(|r| r.try_get_by_index::<Uuid>(0))
             .collect::<Result<_, _>>()
             .inv()?;
-        self.adjust_stock(&*txn, &released, Adjust::Release).await?;
+        self.adjust_stock(&txn, &released, Adjust::Release).await?;
         txn.commit().await.inv()?;
         debug!(released = released.len(), "expired reservations released");
         Ok(released.len() as u64)
@@ -720,14 +720,14 @@ impl OrderStockLedger for SeaOrmStore {
         reservation: &ReservationRequest,
         prices: &[(BookId, Money)],
     ) -> Result<(), LedgerError> {
-        let write = || LedgerWrite::Create {
-            order: order.clone(),
-            changes: changes.to_vec(),
-            reservation: reservation.clone(),
-            prices: prices.to_vec(),
+        let write = LedgerWrite::Create {
+            order,
+            changes,
+            reservation,
+            prices,
         };
         if let Some(ledger) = &self.sqlite_ledger {
-            if self.on_ledger_thread(ledger, &write()).await {
+            if self.on_ledger_thread(ledger, write).await {
                 return Ok(());
             }
         }
@@ -743,14 +743,14 @@ impl OrderStockLedger for SeaOrmStore {
         changes: &[OrderChange],
         effect: StockEffect,
     ) -> Result<(), LedgerError> {
-        let write = || LedgerWrite::Save {
-            order: order.clone(),
+        let write = LedgerWrite::Save {
+            order,
             expected_version,
-            changes: changes.to_vec(),
+            changes,
             effect,
         };
         if let Some(ledger) = &self.sqlite_ledger {
-            if self.on_ledger_thread(ledger, &write()).await {
+            if self.on_ledger_thread(ledger, write).await {
                 return Ok(());
             }
         }
@@ -759,8 +759,8 @@ impl OrderStockLedger for SeaOrmStore {
     }
 }
 
-/// The ledger writes themselves, on their own (`*_solo`) or inside a group
-/// commit's transaction (`*_in`, see the `group` module).
+/// The ledger writes themselves: on their own (`*_solo`, through SeaORM) or
+/// as statements for the SQLite ledger thread (`ledger_batch`).
 impl SeaOrmStore {
     /// The batch of a reservation-with-order: take the units (gates),
     /// record the reservation, create the order with its changes.
@@ -809,7 +809,7 @@ impl SeaOrmStore {
             .run(&*txn, self.db_backend())
             .await
             .map_err(|e| Self::create_failed(order, e))?;
-        self.finish_reserve(&*txn, reservation, quote, &wanted, &rows)
+        self.finish_reserve(&txn, reservation, quote, &wanted, &rows)
             .await?;
         txn.commit().await.repo()?;
         Ok(())
@@ -841,7 +841,7 @@ impl SeaOrmStore {
                 .into());
         }
         if !marks.contains(&RESERVATION_SWITCHED) {
-            self.confirmed_before(&*txn, effect).await?;
+            self.confirmed_before(&txn, effect).await?;
         }
         txn.commit().await.repo()?;
         Ok(())
@@ -853,7 +853,7 @@ impl SeaOrmStore {
     async fn on_ledger_thread(
         &self,
         ledger: &crate::sqlite_ledger::SqliteLedger,
-        write: &LedgerWrite,
+        write: LedgerWrite<'_>,
     ) -> bool {
         let Some((batch, check)) = self.ledger_batch(write) else {
             return false;
@@ -866,7 +866,7 @@ impl SeaOrmStore {
     /// what their rows must show for it to have gone through. `None` when
     /// the write can't even be built (it then runs on its own, to fail
     /// there).
-    fn ledger_batch(&self, write: &LedgerWrite) -> Option<(Batch, GroupCheck)> {
+    fn ledger_batch(&self, write: LedgerWrite<'_>) -> Option<(Batch, GroupCheck)> {
         // Statements kept apart: the thread prepares and caches each.
         let mut batch = Batch::separate();
         let mut check = GroupCheck::default();
@@ -895,8 +895,8 @@ impl SeaOrmStore {
                 changes,
                 effect,
             } => {
-                Self::push_save(&mut batch, order, *expected_version, changes).ok()?;
-                self.push_effect(&mut batch, *effect);
+                Self::push_save(&mut batch, order, expected_version, changes).ok()?;
+                self.push_effect(&mut batch, effect);
                 check.saves += 1;
             }
         }
@@ -990,19 +990,19 @@ impl GroupCheck {
     }
 }
 
-/// A ledger write on its way to the SQLite ledger thread.
-#[derive(Debug)]
-pub(crate) enum LedgerWrite {
+/// A ledger write, as `OrderStockLedger` was asked for it.
+#[derive(Debug, Clone, Copy)]
+enum LedgerWrite<'a> {
     Create {
-        order: Order,
-        changes: Vec<OrderChange>,
-        reservation: ReservationRequest,
-        prices: Vec<(BookId, Money)>,
+        order: &'a Order,
+        changes: &'a [OrderChange],
+        reservation: &'a ReservationRequest,
+        prices: &'a [(BookId, Money)],
     },
     Save {
-        order: Order,
+        order: &'a Order,
         expected_version: u64,
-        changes: Vec<OrderChange>,
+        changes: &'a [OrderChange],
         effect: StockEffect,
     },
 }
