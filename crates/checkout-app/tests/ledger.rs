@@ -76,16 +76,21 @@ async fn setup() -> (OrderProcessor, MemoryStore) {
             .await
             .unwrap();
     }
-    let p = OrderProcessor::new(
+    (processor(&store, Arc::new(store.clone())), store)
+}
+
+/// A processor on the fast path over `store`, with `inventory` as its
+/// separate inventory port.
+fn processor(store: &MemoryStore, inventory: Arc<dyn InventoryPort>) -> OrderProcessor {
+    OrderProcessor::new(
         Arc::new(store.clone()),
-        Arc::new(store.clone()),
+        inventory,
         Arc::new(Provider),
         Arc::new(SystemClock),
         Arc::new(UuidGenerator),
         CheckoutSettings::default(),
     )
-    .with_stock_ledger(Arc::new(store.clone()));
-    (p, store)
+    .with_stock_ledger(Arc::new(store.clone()))
 }
 
 fn cart(book: &str, qty: i64, price: Option<&str>) -> CartDraft {
@@ -191,17 +196,9 @@ async fn unknown_books_and_wrong_prices_are_refused() {
 /// the separate inventory port: reservation, confirmation and release all
 /// commit with the order (a mock with no expectations fails on any call).
 #[tokio::test]
-async fn the_stock_effects_never_take_a_commit_of_their_own() {
+async fn with_the_ledger_the_inventory_port_is_never_called() {
     let (_, store) = setup().await;
-    let p = OrderProcessor::new(
-        Arc::new(store.clone()),
-        Arc::new(MockInventoryPort::new()),
-        Arc::new(Provider),
-        Arc::new(SystemClock),
-        Arc::new(UuidGenerator),
-        CheckoutSettings::default(),
-    )
-    .with_stock_ledger(Arc::new(store.clone()));
+    let p = processor(&store, Arc::new(MockInventoryPort::new()));
     let paid = p
         .place_order_from_draft(cart("bk-1", 2, Some("12.50")), None)
         .await

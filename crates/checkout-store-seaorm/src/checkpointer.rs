@@ -158,7 +158,7 @@ mod tests {
     }
 
     #[test]
-    fn the_thread_keeps_the_wal_short_and_ends_with_its_handles() {
+    fn the_thread_ends_with_its_handles_and_leaves_the_wal_empty() {
         let dir = tempfile::tempdir().unwrap();
         let (path, writer) = wal_db(&dir);
         let checkpointer = Checkpointer::start(&path).unwrap();

@@ -37,6 +37,7 @@ use crate::error::DbResultExt;
 use crate::sql::{
     Batch, ORDER_SAVED, RESERVATION_SWITCHED, STOCK_TAKEN, Sql, from_micros, markers, micros,
 };
+use crate::sqlite_ledger::{Outcome, Statements};
 
 fn unexpected(e: RepositoryError) -> InventoryError {
     InventoryError::Unexpected(e.to_string())
@@ -720,19 +721,13 @@ impl OrderStockLedger for SeaOrmStore {
         reservation: &ReservationRequest,
         prices: &[(BookId, Money)],
     ) -> Result<(), LedgerError> {
-        let write = LedgerWrite::Create {
+        self.write_ledger(LedgerWrite::Create {
             order,
             changes,
             reservation,
             prices,
-        };
-        if let Some(ledger) = &self.sqlite_ledger {
-            if self.on_ledger_thread(ledger, write).await {
-                return Ok(());
-            }
-        }
-        self.create_with_reservation_solo(order, changes, reservation, prices)
-            .await
+        })
+        .await
     }
 
     #[instrument(skip_all, fields(order_id = %order.id(), expected_version))]
@@ -743,19 +738,13 @@ impl OrderStockLedger for SeaOrmStore {
         changes: &[OrderChange],
         effect: StockEffect,
     ) -> Result<(), LedgerError> {
-        let write = LedgerWrite::Save {
+        self.write_ledger(LedgerWrite::Save {
             order,
             expected_version,
             changes,
             effect,
-        };
-        if let Some(ledger) = &self.sqlite_ledger {
-            if self.on_ledger_thread(ledger, write).await {
-                return Ok(());
-            }
-        }
-        self.save_with_stock_solo(order, expected_version, changes, effect)
-            .await
+        })
+        .await
     }
 }
 
@@ -765,13 +754,12 @@ impl SeaOrmStore {
     /// The batch of a reservation-with-order: take the units (gates),
     /// record the reservation, create the order with its changes.
     fn create_batch(
-        &self,
+        mut batch: Batch,
         order: &Order,
         changes: &[OrderChange],
         reservation: &ReservationRequest,
         quote: Quote<'_>,
     ) -> Result<(Batch, Vec<(String, u32)>), LedgerError> {
-        let mut batch = Batch::new(self.db_backend());
         // The reservation id is fresh here, so a plain insert.
         let wanted = Self::push_reserve(&mut batch, reservation, quote, true)?;
         Self::push_create(&mut batch, order, changes)?;
@@ -782,12 +770,12 @@ impl SeaOrmStore {
     /// (a gate) and changes, then the stock effect (see `push_effect`).
     fn save_batch(
         &self,
+        mut batch: Batch,
         order: &Order,
         expected_version: u64,
         changes: &[OrderChange],
         effect: StockEffect,
     ) -> Result<Batch, LedgerError> {
-        let mut batch = Batch::new(self.db_backend());
         Self::push_save(&mut batch, order, expected_version, changes)?;
         self.push_effect(&mut batch, effect);
         Ok(batch)
@@ -803,7 +791,13 @@ impl SeaOrmStore {
         prices: &[(BookId, Money)],
     ) -> Result<(), LedgerError> {
         let quote = Quote::Quoted(prices);
-        let (batch, wanted) = self.create_batch(order, changes, reservation, quote)?;
+        let (batch, wanted) = Self::create_batch(
+            Batch::new(self.db_backend()),
+            order,
+            changes,
+            reservation,
+            quote,
+        )?;
         let txn = self.begin_write().await.repo()?;
         let rows = batch
             .run(&*txn, self.db_backend())
@@ -824,7 +818,13 @@ impl SeaOrmStore {
         changes: &[OrderChange],
         effect: StockEffect,
     ) -> Result<(), LedgerError> {
-        let batch = self.save_batch(order, expected_version, changes, effect)?;
+        let batch = self.save_batch(
+            Batch::new(self.db_backend()),
+            order,
+            expected_version,
+            changes,
+            effect,
+        )?;
         let txn = self.begin_write().await.repo()?;
         let rows = match batch.run(&*txn, self.db_backend()).await {
             Ok(rows) => rows,
@@ -847,29 +847,17 @@ impl SeaOrmStore {
         Ok(())
     }
 
-    /// Runs `write` in the SQLite ledger thread's next group; `false` when
-    /// nothing of it was committed there (it then runs on its own, which
-    /// also gives a failure its precise error).
-    async fn on_ledger_thread(
-        &self,
-        ledger: &crate::sqlite_ledger::SqliteLedger,
-        write: LedgerWrite<'_>,
-    ) -> bool {
-        let Some((batch, check)) = self.ledger_batch(write) else {
-            return false;
-        };
-        ledger.submit(batch.into_statements(), check).await
-            == crate::sqlite_ledger::Outcome::Committed
-    }
-
-    /// The statements of a ledger write for the SQLite ledger thread, with
-    /// what their rows must show for it to have gone through. `None` when
-    /// the write can't even be built (it then runs on its own, to fail
-    /// there).
-    fn ledger_batch(&self, write: LedgerWrite<'_>) -> Option<(Batch, GroupCheck)> {
-        // Statements kept apart: the thread prepares and caches each.
-        let mut batch = Batch::separate();
-        let mut check = GroupCheck::default();
+    /// A ledger write: in the SQLite ledger thread's next group when there
+    /// is one, otherwise — or when it was not committed there — in its own
+    /// transaction, which also gives a failure its precise error.
+    async fn write_ledger(&self, write: LedgerWrite<'_>) -> Result<(), LedgerError> {
+        if let Some(ledger) = &self.sqlite_ledger {
+            if let Some((statements, check)) = self.ledger_statements(write) {
+                if ledger.submit(statements, check).await == Outcome::Committed {
+                    return Ok(());
+                }
+            }
+        }
         match write {
             LedgerWrite::Create {
                 order,
@@ -877,17 +865,8 @@ impl SeaOrmStore {
                 reservation,
                 prices,
             } => {
-                let wanted =
-                    Self::push_reserve(&mut batch, reservation, Quote::Quoted(prices), true)
-                        .ok()?;
-                Self::push_create(&mut batch, order, changes).ok()?;
-                check.taken += wanted.len();
-                check
-                    .expected_prices
-                    .extend(reservation.lines.iter().filter_map(|l| {
-                        l.expected_unit_price
-                            .map(|p| (l.book_id.as_str().to_owned(), p.to_minor_units()))
-                    }));
+                self.create_with_reservation_solo(order, changes, reservation, prices)
+                    .await
             }
             LedgerWrite::Save {
                 order,
@@ -895,12 +874,56 @@ impl SeaOrmStore {
                 changes,
                 effect,
             } => {
-                Self::push_save(&mut batch, order, expected_version, changes).ok()?;
-                self.push_effect(&mut batch, effect);
-                check.saves += 1;
+                self.save_with_stock_solo(order, expected_version, changes, effect)
+                    .await
             }
         }
-        Some((batch, check))
+    }
+
+    /// The statements of a ledger write for the SQLite ledger thread (kept
+    /// apart: the thread prepares and caches each), with what their rows
+    /// must show for it to have gone through. `None` when the write can't
+    /// even be built (it then runs on its own, to fail there).
+    fn ledger_statements(&self, write: LedgerWrite<'_>) -> Option<(Statements, GroupCheck)> {
+        let mut check = GroupCheck::default();
+        let batch = match write {
+            LedgerWrite::Create {
+                order,
+                changes,
+                reservation,
+                prices,
+            } => {
+                let (batch, wanted) = Self::create_batch(
+                    Batch::separate(),
+                    order,
+                    changes,
+                    reservation,
+                    Quote::Quoted(prices),
+                )
+                .ok()?;
+                check.taken = wanted.len();
+                check.expected_prices = reservation
+                    .lines
+                    .iter()
+                    .filter_map(|l| {
+                        l.expected_unit_price
+                            .map(|p| (l.book_id.as_str().to_owned(), p.to_minor_units()))
+                    })
+                    .collect();
+                batch
+            }
+            LedgerWrite::Save {
+                order,
+                expected_version,
+                changes,
+                effect,
+            } => {
+                check.saves = 1;
+                self.save_batch(Batch::separate(), order, expected_version, changes, effect)
+                    .ok()?
+            }
+        };
+        Some((batch.into_statements(), check))
     }
 
     /// When a save's stock effect found its reservation no longer active:

@@ -432,3 +432,23 @@ impl SeaOrmStore {
         self.backend == Backend::Postgres
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::sqlite_file_path;
+
+    #[test]
+    fn the_file_of_a_sqlite_url() {
+        assert_eq!(
+            sqlite_file_path("sqlite://./checkout.db").as_deref(),
+            Some("./checkout.db")
+        );
+        assert_eq!(
+            sqlite_file_path("sqlite:///tmp/a.db?mode=rwc").as_deref(),
+            Some("/tmp/a.db")
+        );
+        assert_eq!(sqlite_file_path("sqlite:a.db").as_deref(), Some("a.db"));
+        assert_eq!(sqlite_file_path("sqlite://?mode=memory"), None);
+        assert_eq!(sqlite_file_path("postgres://x/y"), None);
+    }
+}

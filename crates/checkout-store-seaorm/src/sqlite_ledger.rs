@@ -46,6 +46,10 @@ const STATEMENT_CACHE: usize = 256;
 /// failed group bounded.
 const MAX_GROUP: usize = 64;
 
+/// A write's statements, each with its values (`$n` numbered per
+/// statement).
+pub(crate) type Statements = Vec<(String, Vec<Value>)>;
+
 /// What happened to a write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Outcome {
@@ -57,7 +61,7 @@ pub(crate) enum Outcome {
 
 /// One request's write: its statements and what their rows must show.
 struct Task {
-    statements: Vec<(String, Vec<Value>)>,
+    statements: Statements,
     check: GroupCheck,
     reply: oneshot::Sender<Outcome>,
 }
@@ -121,11 +125,7 @@ impl SqliteLedger {
 
     /// Runs `statements` in the next group and answers once the group's
     /// transaction has committed (or the write was rolled back).
-    pub(crate) async fn submit(
-        &self,
-        statements: Vec<(String, Vec<Value>)>,
-        check: GroupCheck,
-    ) -> Outcome {
+    pub(crate) async fn submit(&self, statements: Statements, check: GroupCheck) -> Outcome {
         let (reply, answer) = oneshot::channel();
         let task = Task {
             statements,

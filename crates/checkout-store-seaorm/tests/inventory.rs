@@ -7,14 +7,13 @@
 mod support;
 
 use checkout_domain::{
-    Currency, Money, OrderState, PricingProblem, Quantity, ReservationId, ReservationRef,
-    ReservationStatus,
+    Currency, Money, OrderState, PricingProblem, Quantity, ReservationId, ReservationStatus,
 };
 use checkout_ports::{
     InventoryError, InventoryPort, LedgerError, OrderRepository, OrderStockLedger, RepositoryError,
     ReservationRequest, ReserveLine, StockAdmin, StockEffect,
 };
-use support::{TestDb, book, ctx, order_id, placed, secs, stock, t0, usd};
+use support::{TestDb, book, ctx, order_id, reserved_order, secs, stock, t0, usd};
 use uuid::Uuid;
 
 fn line(b: &str, q: i64, expected: Option<&str>) -> ReserveLine {
@@ -382,35 +381,7 @@ both!(ledger_commits_order_and_stock_together, |db| {
 
     // A priced, reserved order written with its reservation in one commit.
     let new_order = |seq: u64, items: &[(&str, i64)]| {
-        let (mut order, created) = placed(order_id(seq), "cust-ledger", items);
-        let mut changes = vec![created];
-        changes.push(
-            order
-                .transition(OrderState::Validating, ctx("v", t0()))
-                .unwrap(),
-        );
-        order.apply_catalog_prices(&prices).unwrap();
-        let req = ReservationRequest {
-            reservation_id: ReservationId::from_uuid(Uuid::now_v7()),
-            order_id: order.id(),
-            currency: Currency::USD,
-            lines: items.iter().map(|(b, q)| line(b, *q, None)).collect(),
-            expires_at: t0() + secs(900),
-        };
-        order.attach_reservation(
-            ReservationRef {
-                id: req.reservation_id,
-                expires_at: req.expires_at,
-                status: ReservationStatus::Active,
-            },
-            t0(),
-        );
-        changes.push(
-            order
-                .transition(OrderState::Reserved, ctx("r", t0()))
-                .unwrap(),
-        );
-        (order, changes, req)
+        reserved_order(order_id(seq), "cust-ledger", items, &prices)
     };
     let (order, changes, req) = new_order(1, &[("bk-1", 2)]);
     db.store
@@ -591,34 +562,8 @@ both!(concurrent_ledger_saves_move_stock_once, |db| {
     stock(&db, "bk-1", "12.50", 100).await;
     let prices = db.store.catalog_prices(&[book("bk-1")]).await.unwrap();
     for seq in 1..=10u64 {
-        let (mut order, created) = placed(order_id(seq), "cust-race", &[("bk-1", 2)]);
-        let mut changes = vec![created];
-        changes.push(
-            order
-                .transition(OrderState::Validating, ctx("v", t0()))
-                .unwrap(),
-        );
-        order.apply_catalog_prices(&prices).unwrap();
-        let req = ReservationRequest {
-            reservation_id: ReservationId::from_uuid(Uuid::now_v7()),
-            order_id: order.id(),
-            currency: Currency::USD,
-            lines: vec![line("bk-1", 2, None)],
-            expires_at: t0() + secs(900),
-        };
-        order.attach_reservation(
-            ReservationRef {
-                id: req.reservation_id,
-                expires_at: req.expires_at,
-                status: ReservationStatus::Active,
-            },
-            t0(),
-        );
-        changes.push(
-            order
-                .transition(OrderState::Reserved, ctx("r", t0()))
-                .unwrap(),
-        );
+        let (mut order, mut changes, req) =
+            reserved_order(order_id(seq), "cust-race", &[("bk-1", 2)], &prices);
         changes.push(
             order
                 .transition(OrderState::ProcessingPayment, ctx("p", t0()))
@@ -703,35 +648,8 @@ both!(
             tasks.push(tokio::spawn(async move {
                 // Every third order wants the hot book; the rest always fit.
                 let wanted = if seq % 3 == 0 { "bk-hot" } else { "bk-cold" };
-                let (mut order, created) =
-                    placed(order_id(1_000 + seq), "cust-rush", &[(wanted, 1)]);
-                let mut changes = vec![created];
-                changes.push(
-                    order
-                        .transition(OrderState::Validating, ctx("v", t0()))
-                        .unwrap(),
-                );
-                order.apply_catalog_prices(&prices).unwrap();
-                let req = ReservationRequest {
-                    reservation_id: ReservationId::from_uuid(Uuid::now_v7()),
-                    order_id: order.id(),
-                    currency: Currency::USD,
-                    lines: vec![line(wanted, 1, None)],
-                    expires_at: t0() + secs(900),
-                };
-                order.attach_reservation(
-                    ReservationRef {
-                        id: req.reservation_id,
-                        expires_at: req.expires_at,
-                        status: ReservationStatus::Active,
-                    },
-                    t0(),
-                );
-                changes.push(
-                    order
-                        .transition(OrderState::Reserved, ctx("r", t0()))
-                        .unwrap(),
-                );
+                let (order, changes, req) =
+                    reserved_order(order_id(1_000 + seq), "cust-rush", &[(wanted, 1)], &prices);
                 let outcome = store
                     .create_with_reservation(&order, &changes, &req, &prices)
                     .await;

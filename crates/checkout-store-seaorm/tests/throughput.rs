@@ -21,12 +21,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use checkout_domain::{
-    Currency, OrderState, Quantity, ReservationId, ReservationRef, ReservationStatus,
-};
-use checkout_ports::{OrderStockLedger, ReservationRequest, ReserveLine, StockEffect};
-use support::{TestDb, book, ctx, order_id, placed, secs, stock, t0};
-use uuid::Uuid;
+use checkout_domain::{OrderState, ReservationStatus};
+use checkout_ports::{OrderStockLedger, StockEffect};
+use support::{TestDb, book, ctx, order_id, reserved_order, stock, t0};
 
 /// Concurrent callers (`THROUGHPUT_CALLERS` overrides).
 fn callers() -> u64 {
@@ -49,44 +46,8 @@ async fn one_order(store: &checkout_store_seaorm::SeaOrmStore, seq: u64) {
     let items = [(b1.as_str(), 1), (b2.as_str(), 1)];
     let books = [book(&b1), book(&b2)];
     let prices = store.catalog_prices(&books).await.unwrap();
-    let (mut order, created) = placed(order_id(seq), "cust-bench", &items);
-    let mut changes = vec![created];
-    changes.push(
-        order
-            .transition(
-                OrderState::Validating,
-                ctx("Starting order validation", t0()),
-            )
-            .unwrap(),
-    );
-    order.apply_catalog_prices(&prices).unwrap();
-    let req = ReservationRequest {
-        reservation_id: ReservationId::from_uuid(Uuid::now_v7()),
-        order_id: order.id(),
-        currency: Currency::USD,
-        lines: items
-            .iter()
-            .map(|(b, q)| ReserveLine {
-                book_id: book(b),
-                quantity: Quantity::new(*q).unwrap(),
-                expected_unit_price: None,
-            })
-            .collect(),
-        expires_at: t0() + secs(900),
-    };
-    order.attach_reservation(
-        ReservationRef {
-            id: req.reservation_id,
-            expires_at: req.expires_at,
-            status: ReservationStatus::Active,
-        },
-        t0(),
-    );
-    changes.push(
-        order
-            .transition(OrderState::Reserved, ctx("Inventory reserved", t0()))
-            .unwrap(),
-    );
+    let (mut order, mut changes, req) =
+        reserved_order(order_id(seq), "cust-bench", &items, &prices);
     changes.push(
         order
             .transition(

@@ -227,6 +227,57 @@ pub fn placed(id: OrderId, customer: &str, items: &[(&str, i64)]) -> (Order, Ord
     Order::place(id, &cart, t0(), Some("tester".into()))
 }
 
+/// What the fast path's first commit writes (`create_with_reservation`):
+/// an order placed, validated, priced from `prices`, holding a fresh active
+/// reservation of its items, and `reserved` — with every change on the
+/// way and the reservation request.
+pub fn reserved_order(
+    id: OrderId,
+    customer: &str,
+    items: &[(&str, i64)],
+    prices: &[(BookId, Money)],
+) -> (Order, Vec<OrderChange>, checkout_ports::ReservationRequest) {
+    let (mut order, created) = placed(id, customer, items);
+    let mut changes = vec![created];
+    changes.push(
+        order
+            .transition(
+                OrderState::Validating,
+                ctx("Starting order validation", t0()),
+            )
+            .unwrap(),
+    );
+    order.apply_catalog_prices(prices).unwrap();
+    let req = checkout_ports::ReservationRequest {
+        reservation_id: ReservationId::from_uuid(Uuid::now_v7()),
+        order_id: order.id(),
+        currency: Currency::USD,
+        lines: items
+            .iter()
+            .map(|(b, q)| checkout_ports::ReserveLine {
+                book_id: book(b),
+                quantity: Quantity::new(*q).unwrap(),
+                expected_unit_price: None,
+            })
+            .collect(),
+        expires_at: t0() + secs(900),
+    };
+    order.attach_reservation(
+        ReservationRef {
+            id: req.reservation_id,
+            expires_at: req.expires_at,
+            status: ReservationStatus::Active,
+        },
+        t0(),
+    );
+    changes.push(
+        order
+            .transition(OrderState::Reserved, ctx("Inventory reserved", t0()))
+            .unwrap(),
+    );
+    (order, changes, req)
+}
+
 pub fn ctx(reason: &str, at: OffsetDateTime) -> TransitionContext {
     TransitionContext::new(reason, at)
 }
