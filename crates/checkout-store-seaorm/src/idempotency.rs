@@ -61,18 +61,12 @@ impl IdempotencyStore for SeaOrmStore {
                     micros(now).into(),
                 ])
                 .push(" ON CONFLICT (scope, key) DO NOTHING");
-            if self
-                .exec_write(claim.build(backend))
-                .await
-                .idem()?
-                .rows_affected()
-                == 1
-            {
+            if self.exec_write(claim.build(backend)).await.idem()? == 1 {
                 return Ok(IdempotencyBegin::Started);
             }
             let Some(row) =
                 idempotency_keys::Entity::find_by_id((scope.to_owned(), key.as_str().to_owned()))
-                    .one(&self.writer)
+                    .one(&self.reader)
                     .await
                     .idem()?
             else {
@@ -98,13 +92,7 @@ impl IdempotencyStore for SeaOrmStore {
                 .bind(key.as_str())
                 .push(" AND locked_at = ")
                 .bind(row.locked_at);
-            if self
-                .exec_write(take.build(backend))
-                .await
-                .idem()?
-                .rows_affected()
-                == 1
-            {
+            if self.exec_write(take.build(backend)).await.idem()? == 1 {
                 debug!(scope, "took over a stale idempotency key");
                 return Ok(IdempotencyBegin::Started);
             }
@@ -147,10 +135,6 @@ impl IdempotencyStore for SeaOrmStore {
     async fn purge(&self, created_before: OffsetDateTime) -> Result<u64, IdempotencyError> {
         let mut sql = Sql::new("DELETE FROM idempotency_keys WHERE created_at < ");
         sql.bind(micros(created_before));
-        Ok(self
-            .exec_write(sql.build(self.db_backend()))
-            .await
-            .idem()?
-            .rows_affected())
+        self.exec_write(sql.build(self.db_backend())).await.idem()
     }
 }

@@ -37,7 +37,7 @@ use crate::error::DbResultExt;
 use crate::sql::{
     Batch, ORDER_SAVED, RESERVATION_SWITCHED, STOCK_TAKEN, Sql, from_micros, markers, micros,
 };
-use crate::sqlite_ledger::{Outcome, Statements};
+use crate::sqlite_ledger::{Expect, Outcome, Statements};
 
 fn unexpected(e: RepositoryError) -> InventoryError {
     InventoryError::Unexpected(e.to_string())
@@ -571,7 +571,7 @@ impl InventoryPort for SeaOrmStore {
             .push(" WHERE status = 'active' AND id = ")
             .bind(id.as_uuid());
         let done = self.exec_write(sql.build(self.db_backend())).await.inv()?;
-        if done.rows_affected() == 1 {
+        if done == 1 {
             return Ok(());
         }
         match self.status_of(&self.writer, id.as_uuid()).await?.as_deref() {
@@ -853,7 +853,9 @@ impl SeaOrmStore {
     async fn write_ledger(&self, write: LedgerWrite<'_>) -> Result<(), LedgerError> {
         if let Some(ledger) = &self.sqlite_ledger {
             if let Some((statements, check)) = self.ledger_statements(write) {
-                if ledger.submit(statements, check).await == Outcome::Committed {
+                if let Outcome::Committed(_) =
+                    ledger.submit(statements, Expect::Ledger(check)).await
+                {
                     return Ok(());
                 }
             }

@@ -418,14 +418,50 @@ impl SeaOrmStore {
         Ok(WriteTxn { txn, _gate: gate })
     }
 
-    /// Runs one writing statement on its own (autocommit), inside the
-    /// write gate.
-    async fn exec_write(
-        &self,
-        statement: sea_orm::Statement,
-    ) -> Result<sea_orm::ExecResult, DbErr> {
+    /// Runs one writing statement on its own and returns how many rows it
+    /// changed. On a SQLite file with group commit it rides the ledger
+    /// thread's next group (sharing its commit with the orders' writes
+    /// instead of holding the writer for a commit of its own); otherwise,
+    /// or when it failed there, it runs on the SeaORM writer inside the
+    /// write gate, which also gives a failure its precise error.
+    async fn exec_write(&self, statement: sea_orm::Statement) -> Result<u64, DbErr> {
+        if let Some(changed) = self.on_ledger_thread(&statement, None).await {
+            return Ok(changed);
+        }
         let _gate = self.gate.enter().await;
-        self.writer.execute_raw(statement).await
+        Ok(self.writer.execute_raw(statement).await?.rows_affected())
+    }
+
+    /// Runs one writing statement in the SQLite ledger thread's next group;
+    /// with `expect`, only if it changes exactly that many rows. The rows
+    /// it changed once committed; `None` when there is no ledger thread or
+    /// nothing was committed (the caller then writes the SeaORM way).
+    async fn on_ledger_thread(
+        &self,
+        statement: &sea_orm::Statement,
+        expect: Option<u64>,
+    ) -> Option<u64> {
+        let ledger = self.sqlite_ledger.as_ref()?;
+        let values = statement
+            .values
+            .as_ref()
+            .map(|v| v.0.clone())
+            .unwrap_or_default();
+        match ledger
+            .submit(
+                vec![(statement.sql.clone(), values)],
+                sqlite_ledger::Expect::Changes(expect),
+            )
+            .await
+        {
+            sqlite_ledger::Outcome::Committed(changed) => Some(changed),
+            sqlite_ledger::Outcome::RolledBack => None,
+        }
+    }
+
+    /// Whether writes ride the SQLite ledger thread.
+    fn has_ledger_thread(&self) -> bool {
+        self.sqlite_ledger.is_some()
     }
 
     fn is_postgres(&self) -> bool {

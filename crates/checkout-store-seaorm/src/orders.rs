@@ -518,7 +518,7 @@ impl OrderRepository for SeaOrmStore {
             .push(" WHERE status = 'pending' AND id = ")
             .bind(refund_id.as_uuid());
         let done = self.exec_write(sql.build(self.db_backend())).await.repo()?;
-        if done.rows_affected() == 0 {
+        if done == 0 {
             // Already settled is fine; unknown is not.
             self.get_refund(refund_id).await?;
         }
@@ -562,6 +562,6 @@ impl OrderRepository for SeaOrmStore {
         ])
         .push(" ON CONFLICT (provider, event_id) DO NOTHING");
         let done = self.exec_write(sql.build(self.db_backend())).await.repo()?;
-        Ok(done.rows_affected() == 1)
+        Ok(done == 1)
     }
 }

@@ -79,27 +79,16 @@ fn record(c: &Candidate) -> Result<OutboxRecord, RepositoryError> {
     })
 }
 
-#[async_trait]
-impl OutboxStore for SeaOrmStore {
-    #[instrument(skip(self))]
-    async fn claim_batch(
-        &self,
-        limit: u32,
-        now: OffsetDateTime,
-        lease_seconds: u32,
-    ) -> Result<Vec<OutboxRecord>, RepositoryError> {
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
-        let backend = self.db_backend();
-        let txn = self.begin_write().await.repo()?;
+impl SeaOrmStore {
+    /// The claimable events, oldest order first (locked on PostgreSQL).
+    /// Pending = unpublished and unparked. A candidate must be claimable
+    /// (no live lease, retry time come) and have no earlier pending event
+    /// of its order that is not claimable; `pending_before` lets
+    /// `without_gaps` drop those whose earlier events another relay is
+    /// locking right now.
+    fn candidates(&self, limit: u32, now: OffsetDateTime) -> sea_orm::Statement {
         let mut sql = Sql::new("");
         let now_p = sql.param(micros(now));
-        // Pending = unpublished and unparked. A candidate must be claimable
-        // (no live lease, retry time come) and have no earlier pending
-        // event of its order that is not claimable; `pending_before` lets
-        // `without_gaps` drop those whose earlier events another relay is
-        // locking right now.
         sql.push(&format!(
             "SELECT o.id, o.order_id, o.sequence, o.event_type, o.payload, o.occurred_at, \
              o.attempts, \
@@ -120,7 +109,69 @@ impl OutboxStore for SeaOrmStore {
         if self.is_postgres() {
             sql.push(" FOR UPDATE OF o SKIP LOCKED");
         }
-        let candidates = Candidate::find_by_statement(sql.build(backend))
+        sql.build(self.db_backend())
+    }
+
+    /// Leases `batch` until `until`: each event only while it is still
+    /// claimable at `now`, so the rows changed say whether all of it was.
+    fn claim(
+        &self,
+        batch: &[Candidate],
+        now: OffsetDateTime,
+        until: OffsetDateTime,
+    ) -> sea_orm::Statement {
+        let mut claim = Sql::new("UPDATE outbox SET claimed_until = ");
+        claim.bind(micros(until));
+        let now_p = claim.param(micros(now));
+        claim
+            .push(&format!(
+                " WHERE published_at IS NULL AND parked_at IS NULL \
+                 AND (claimed_until IS NULL OR claimed_until <= {now_p}) \
+                 AND (next_attempt_at IS NULL OR next_attempt_at <= {now_p}) AND id IN "
+            ))
+            .list(batch.iter().map(|c| c.id));
+        claim.build(self.db_backend())
+    }
+}
+
+#[async_trait]
+impl OutboxStore for SeaOrmStore {
+    #[instrument(skip(self))]
+    async fn claim_batch(
+        &self,
+        limit: u32,
+        now: OffsetDateTime,
+        lease_seconds: u32,
+    ) -> Result<Vec<OutboxRecord>, RepositoryError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let until = now + time::Duration::seconds(i64::from(lease_seconds));
+        if self.has_ledger_thread() {
+            // SQLite with a ledger thread: read the candidates beside the
+            // writer, then claim them with a compare-and-set in the ledger's
+            // next group, which commits only if every one is still as read.
+            // An earlier event of an order never turns pending again once
+            // published or parked, so a batch that was gapless when read is
+            // gapless when claimed.
+            let candidates = Candidate::find_by_statement(self.candidates(limit, now))
+                .all(&self.reader)
+                .await
+                .repo()?;
+            let batch = without_gaps(candidates);
+            if batch.is_empty() {
+                return Ok(Vec::new());
+            }
+            let claim = self.claim(&batch, now, until);
+            let wanted = u64::try_from(batch.len()).unwrap_or(u64::MAX);
+            if self.on_ledger_thread(&claim, Some(wanted)).await.is_some() {
+                debug!(claimed = batch.len(), "outbox batch claimed");
+                return batch.iter().map(record).collect();
+            }
+            debug!("outbox batch changed before its claim; claiming in a transaction");
+        }
+        let txn = self.begin_write().await.repo()?;
+        let candidates = Candidate::find_by_statement(self.candidates(limit, now))
             .all(&*txn)
             .await
             .repo()?;
@@ -128,13 +179,9 @@ impl OutboxStore for SeaOrmStore {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
-        let until = now + time::Duration::seconds(i64::from(lease_seconds));
-        let mut claim = Sql::new("UPDATE outbox SET claimed_until = ");
-        claim
-            .bind(micros(until))
-            .push(" WHERE id IN ")
-            .list(batch.iter().map(|c| c.id));
-        txn.execute_raw(claim.build(backend)).await.repo()?;
+        txn.execute_raw(self.claim(&batch, now, until))
+            .await
+            .repo()?;
         let records = batch.iter().map(record).collect::<Result<Vec<_>, _>>()?;
         txn.commit().await.repo()?;
         debug!(claimed = records.len(), "outbox batch claimed");
@@ -176,7 +223,7 @@ impl OutboxStore for SeaOrmStore {
             .push(" WHERE id = ")
             .bind(id.as_uuid());
         let done = self.exec_write(sql.build(self.db_backend())).await.repo()?;
-        if done.rows_affected() == 0 {
+        if done == 0 {
             return Err(RepositoryError::NotFound);
         }
         if park {
@@ -189,11 +236,7 @@ impl OutboxStore for SeaOrmStore {
         let mut sql =
             Sql::new("DELETE FROM outbox WHERE published_at IS NOT NULL AND published_at < ");
         sql.bind(micros(before));
-        Ok(self
-            .exec_write(sql.build(self.db_backend()))
-            .await
-            .repo()?
-            .rows_affected())
+        self.exec_write(sql.build(self.db_backend())).await.repo()
     }
 
     async fn stats(&self, now: OffsetDateTime) -> Result<OutboxStats, RepositoryError> {

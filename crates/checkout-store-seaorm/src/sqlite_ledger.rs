@@ -50,19 +50,29 @@ const MAX_GROUP: usize = 64;
 /// statement).
 pub(crate) type Statements = Vec<(String, Vec<Value>)>;
 
+/// What a write must show for it to have gone through.
+#[derive(Debug)]
+pub(crate) enum Expect {
+    /// A ledger write: the marked rows its gates return (see
+    /// [`GroupCheck`]).
+    Ledger(GroupCheck),
+    /// A plain write: it changes this many rows, or (`None`) any number.
+    Changes(Option<u64>),
+}
+
 /// What happened to a write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Outcome {
-    /// The write went through and is committed.
-    Committed,
+    /// The write went through and is committed; it changed this many rows.
+    Committed(u64),
     /// Nothing of it was committed: it must run the SeaORM way.
     RolledBack,
 }
 
-/// One request's write: its statements and what their rows must show.
+/// One request's write: its statements and what they must show.
 struct Task {
     statements: Statements,
-    check: GroupCheck,
+    expect: Expect,
     reply: oneshot::Sender<Outcome>,
 }
 
@@ -125,11 +135,11 @@ impl SqliteLedger {
 
     /// Runs `statements` in the next group and answers once the group's
     /// transaction has committed (or the write was rolled back).
-    pub(crate) async fn submit(&self, statements: Statements, check: GroupCheck) -> Outcome {
+    pub(crate) async fn submit(&self, statements: Statements, expect: Expect) -> Outcome {
         let (reply, answer) = oneshot::channel();
         let task = Task {
             statements,
-            check,
+            expect,
             reply,
         };
         if self.tasks.send(task).is_err() {
@@ -144,14 +154,9 @@ impl SqliteLedger {
 fn run_tasks(db: &Connection, group: Vec<Task>) {
     tracing::trace!(writes = group.len(), "ledger group");
     if group.len() > 1 {
-        let mut check = GroupCheck::default();
-        for task in &group {
-            check.add(&task.check);
-        }
-        let statements = group.iter().flat_map(|t| t.statements.iter());
-        if run_group(db, statements, &check) == Outcome::Committed {
-            for task in group {
-                let _ = task.reply.send(Outcome::Committed);
+        if let Some(changed) = run_group(db, &group) {
+            for (task, n) in group.into_iter().zip(changed) {
+                let _ = task.reply.send(Outcome::Committed(n));
             }
             return;
         }
@@ -161,7 +166,10 @@ fn run_tasks(db: &Connection, group: Vec<Task>) {
         );
     }
     for task in group {
-        let outcome = run_group(db, task.statements.iter(), &task.check);
+        let outcome = match run_group(db, std::slice::from_ref(&task)) {
+            Some(changed) => Outcome::Committed(changed.first().copied().unwrap_or(0)),
+            None => Outcome::RolledBack,
+        };
         let _ = task.reply.send(outcome);
     }
 }
@@ -184,25 +192,24 @@ fn open(conn: &LedgerConnection) -> rusqlite::Result<Connection> {
     Ok(db)
 }
 
-fn run_group<'s>(
-    db: &Connection,
-    statements: impl Iterator<Item = &'s (String, Vec<Value>)>,
-    check: &GroupCheck,
-) -> Outcome {
+/// Runs `tasks` as one transaction and commits it when every task shows
+/// what it must; returns the rows each task changed, or `None` when the
+/// transaction was rolled back.
+fn run_group(db: &Connection, tasks: &[Task]) -> Option<Vec<u64>> {
     if let Err(e) = db.execute_batch("BEGIN IMMEDIATE") {
         debug!(error = %e, "SQLite ledger group could not begin");
-        return Outcome::RolledBack;
+        return None;
     }
-    let passed = match run_statements(db, statements) {
-        Ok(rows) => check.passed(rows.iter()),
-        Err(e) => {
-            debug!(error = %e, "SQLite ledger group failed");
-            false
+    let changed = match run_checked(db, tasks) {
+        Ok(changed) => Some(changed),
+        Err(why) => {
+            debug!(why, "SQLite ledger group not committed");
+            None
         }
     };
-    if passed {
+    if changed.is_some() {
         match db.execute_batch("COMMIT") {
-            Ok(()) => return Outcome::Committed,
+            Ok(()) => return changed,
             // A COMMIT that failed left the transaction open (busy) or
             // rolled it back; the ROLLBACK below settles it either way.
             Err(e) => warn!(error = %e, "SQLite ledger group commit failed"),
@@ -211,7 +218,37 @@ fn run_group<'s>(
     if let Err(e) = db.execute_batch("ROLLBACK") {
         warn!(error = %e, "SQLite ledger group rollback failed");
     }
-    Outcome::RolledBack
+    None
+}
+
+/// Runs every task's statements inside the open transaction and checks
+/// what each must show; the rows each changed, or why the group can't
+/// commit.
+fn run_checked(db: &Connection, tasks: &[Task]) -> Result<Vec<u64>, String> {
+    let mut check = GroupCheck::default();
+    let mut marked = Vec::new();
+    let mut changed = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        let before = db.total_changes();
+        let rows = run_statements(db, task.statements.iter())?;
+        let n = db.total_changes().saturating_sub(before);
+        match &task.expect {
+            Expect::Ledger(c) => {
+                check.add(c);
+                marked.extend(rows);
+            }
+            Expect::Changes(Some(want)) if *want != n => {
+                return Err(format!("changed {n} rows, not {want}"));
+            }
+            Expect::Changes(_) => {}
+        }
+        changed.push(n);
+    }
+    if check.passed(marked.iter()) {
+        Ok(changed)
+    } else {
+        Err("a ledger gate did not pass".to_owned())
+    }
 }
 
 /// Runs each statement, binding the `$n` it names, and returns the rows
@@ -262,6 +299,7 @@ fn sql_value(value: &Value) -> Option<SqlValue> {
         Value::Int(v) => v.map_or(SqlValue::Null, |i| SqlValue::Integer(i64::from(i))),
         Value::BigInt(v) => v.map_or(SqlValue::Null, SqlValue::Integer),
         Value::String(v) => v.clone().map_or(SqlValue::Null, SqlValue::Text),
+        Value::Bytes(v) => v.clone().map_or(SqlValue::Null, SqlValue::Blob),
         Value::Uuid(v) => v.map_or(SqlValue::Null, |u| SqlValue::Blob(u.as_bytes().to_vec())),
         _ => return None,
     })
@@ -288,5 +326,59 @@ mod tests {
             Some(SqlValue::Text("x".into()))
         );
         assert_eq!(sql_value(&Value::Double(Some(1.5))), None);
+    }
+
+    /// A plain write that must change an exact number of rows and does
+    /// not is rolled back on its own; the writes grouped with it commit.
+    #[tokio::test]
+    async fn a_write_changing_the_wrong_number_of_rows_commits_nothing_and_spares_its_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.db").to_string_lossy().into_owned();
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch(
+                "PRAGMA journal_mode = WAL; \
+                 CREATE TABLE t (id INTEGER PRIMARY KEY, n INTEGER NOT NULL); \
+                 INSERT INTO t VALUES (1, 0), (2, 0);",
+            )
+            .unwrap();
+        let ledger = SqliteLedger::start(
+            LedgerConnection {
+                path: path.clone(),
+                synchronous_full: false,
+                busy_timeout: Duration::from_secs(1),
+                autocheckpoint: true,
+            },
+            WriteGate::closed(),
+        )
+        .unwrap();
+        let bump = |id: i64, expect: Option<u64>| {
+            ledger.submit(
+                vec![(
+                    "UPDATE t SET n = n + 1 WHERE id = $1".to_owned(),
+                    vec![Value::BigInt(Some(id))],
+                )],
+                Expect::Changes(expect),
+            )
+        };
+        let (a, b, c, d) = tokio::join!(
+            bump(1, None),
+            bump(2, Some(2)),
+            bump(1, Some(1)),
+            bump(3, None)
+        );
+        assert_eq!(a, Outcome::Committed(1));
+        assert_eq!(b, Outcome::RolledBack);
+        assert_eq!(c, Outcome::Committed(1));
+        assert_eq!(d, Outcome::Committed(0));
+        let db = Connection::open(&path).unwrap();
+        let n: Vec<i64> = db
+            .prepare("SELECT n FROM t ORDER BY id")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(n, vec![2, 0]);
     }
 }
