@@ -81,9 +81,11 @@ pub struct ServerConfig {
 pub struct DatabaseConfig {
     /// `sqlite://FILE` (embedded default) or `postgres://…`.
     pub url: Secret,
-    /// PostgreSQL pool size; on SQLite, the read connections (writes go
-    /// through its single writer).
-    pub max_connections: u32,
+    /// PostgreSQL pool size (default 16); on SQLite, the read connections
+    /// (default 4: writes go through its single writer, and every read
+    /// connection keeps a page cache of its own).
+    #[serde(default)]
+    pub max_connections: Option<u32>,
     /// Log every SQL statement at debug level (target `sqlx::query`); for
     /// diagnosis only, it is noisy and slow.
     #[serde(default)]
@@ -169,6 +171,14 @@ pub struct LogConfig {
     pub level: String,
 }
 
+impl DatabaseConfig {
+    /// The pool size to use: the configured one, or the database's default.
+    pub fn connections(&self) -> u32 {
+        let sqlite = self.url.expose().starts_with("sqlite:");
+        self.max_connections.unwrap_or(if sqlite { 4 } else { 16 })
+    }
+}
+
 impl Default for Settings {
     fn default() -> Self {
         Self {
@@ -181,7 +191,7 @@ impl Default for Settings {
             },
             database: DatabaseConfig {
                 url: "sqlite://./checkout.db".into(),
-                max_connections: 16,
+                max_connections: None,
                 log_statements: false,
             },
             payments: PaymentsConfig {
@@ -286,7 +296,7 @@ impl Settings {
                 key("database.url")
             );
         }
-        if self.database.max_connections == 0 {
+        if self.database.max_connections == Some(0) {
             bail!("{}: must be at least 1", key("database.max_connections"));
         }
         if self.server.body_limit_bytes < 1024 {
@@ -387,6 +397,19 @@ mod tests {
         assert_eq!(s.payments.provider, "mock");
         assert_eq!(s.inventory.mode, "local");
         assert_eq!(s.events.sink, "log");
+    }
+
+    #[test]
+    fn connections_default_by_database_and_can_be_set() {
+        let mut s = Settings::default();
+        assert_eq!(s.database.connections(), 4);
+        s.database.url = "postgres://db/checkout".into();
+        assert_eq!(s.database.connections(), 16);
+        s.database.max_connections = Some(7);
+        assert_eq!(s.database.connections(), 7);
+        s.database.max_connections = Some(0);
+        let e = format!("{:#}", s.validate().unwrap_err());
+        assert!(e.contains("database.max_connections"), "{e}");
     }
 
     #[test]

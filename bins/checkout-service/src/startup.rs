@@ -109,7 +109,7 @@ pub fn metrics_handle() -> Option<PrometheusHandle> {
 /// Connects to the database and applies the migrations.
 pub async fn connect_store(settings: &Settings) -> anyhow::Result<SeaOrmStore> {
     let options = StoreOptions {
-        max_connections: settings.database.max_connections,
+        max_connections: settings.database.connections(),
         log_statements: settings.database.log_statements,
         ..StoreOptions::default()
     };

@@ -108,7 +108,7 @@ impl TestApp {
                 format!("{server}/{name}").as_str().into()
             }
         };
-        settings.database.max_connections = 5;
+        settings.database.max_connections = Some(5);
         tweak(&mut settings);
         let clock = Arc::new(ManualClock(Mutex::new(OffsetDateTime::now_utc())));
         let app = Application::build(
