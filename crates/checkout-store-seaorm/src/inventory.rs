@@ -181,13 +181,14 @@ impl SeaOrmStore {
             ));
         }
         if new_row {
-            Self::push_reservation_row(batch.next(), req);
+            Self::push_reservation_row(batch.insert(), req);
         }
         if req.lines.is_empty() {
             return Ok(Vec::new());
         }
-        // The lines, at the price each book was just reserved at.
-        let sql = batch.next();
+        // The lines, at the price each book was just reserved at (read from
+        // the stock rows the gates above updated, not from the inserts).
+        let sql = batch.insert();
         sql.push(
             "INSERT INTO reservation_items (reservation_id, line_no, book_id, quantity, \
              unit_price_minor) ",

@@ -80,7 +80,13 @@ impl Sql {
 /// statement of a string, each binding the shared `$n` it names — which
 /// saves a round trip to the database thread per statement on the single
 /// writer, the embedded mode's bottleneck. PostgreSQL's extended protocol
-/// takes one statement per call, so there they run one by one.
+/// takes one statement per call, so there they run one by one — except
+/// consecutive *inserts* ([`Batch::insert`]): plain inserts that return
+/// nothing and need nothing of each other before the statement ends (a
+/// foreign key is checked when it ends), which go to PostgreSQL as one
+/// statement, `WITH i1 AS (INSERT …), i2 AS (INSERT …) INSERT …`. Every
+/// part of such a statement runs exactly once, whether or not anything
+/// reads it, so the effect is that of the inserts run in turn.
 ///
 /// A *gate* is a statement whose `RETURNING` row says it did its job (a
 /// compare-and-set, a conditional stock update). On PostgreSQL the batch
@@ -92,8 +98,14 @@ impl Sql {
 #[derive(Debug)]
 pub(crate) struct Batch {
     merge: bool,
+    /// PostgreSQL: consecutive inserts share one statement.
+    chain_inserts: bool,
     current: Sql,
     current_gate: bool,
+    /// Inserts of the current statement wrapped as `WITH` parts so far,
+    /// and where its last, unwrapped insert starts (`None` when the current
+    /// statement is not a run of inserts).
+    chain: Option<(usize, usize)>,
     done: Vec<(Sql, bool)>,
 }
 
@@ -101,8 +113,10 @@ impl Batch {
     pub(crate) fn new(backend: DbBackend) -> Self {
         Self {
             merge: backend == DbBackend::Sqlite,
+            chain_inserts: backend == DbBackend::Postgres,
             current: Sql::default(),
             current_gate: false,
+            chain: None,
             done: Vec::new(),
         }
     }
@@ -112,8 +126,10 @@ impl Batch {
     pub(crate) fn separate() -> Self {
         Self {
             merge: false,
+            chain_inserts: false,
             current: Sql::default(),
             current_gate: false,
+            chain: None,
             done: Vec::new(),
         }
     }
@@ -130,6 +146,7 @@ impl Batch {
     }
 
     fn start(&mut self, gate: bool) -> &mut Sql {
+        self.chain = None;
         if !self.current.text.is_empty() {
             if self.merge {
                 self.current.text.push_str(";\n");
@@ -145,6 +162,35 @@ impl Batch {
     /// Starts the next statement and returns it to be written.
     pub(crate) fn next(&mut self) -> &mut Sql {
         self.start(false)
+    }
+
+    /// Starts an insert that returns nothing and reads nothing an insert
+    /// just before it writes (see the type's documentation): on PostgreSQL
+    /// it joins the run of inserts before it in one statement.
+    pub(crate) fn insert(&mut self) -> &mut Sql {
+        match self.chain {
+            Some((wrapped, last_start)) if self.chain_inserts => {
+                let last = self.current.text.split_off(last_start);
+                let n = wrapped + 1;
+                if wrapped == 0 {
+                    self.current.text.push_str("WITH ");
+                } else {
+                    let kept = self.current.text.trim_end().len();
+                    self.current.text.truncate(kept);
+                    self.current.text.push_str(", ");
+                }
+                self.current
+                    .text
+                    .push_str(&format!("i{n} AS ({})", last.trim_end()));
+                self.current.text.push(' ');
+                self.chain = Some((n, self.current.text.len()));
+            }
+            _ => {
+                self.start(false);
+                self.chain = Some((0, self.current.text.len()));
+            }
+        }
+        &mut self.current
     }
 
     /// Starts a gate: a statement that must return a row for the batch to
@@ -244,6 +290,61 @@ mod tests {
             .tuple([Value::from(2i64)]);
         assert_eq!(p.done.len(), 1);
         assert_eq!(p.current.text, "INSERT INTO b VALUES ($1)");
+    }
+
+    #[test]
+    fn postgres_runs_consecutive_inserts_as_one_statement() {
+        let mut p = Batch::new(DbBackend::Postgres);
+        p.gate()
+            .push("UPDATE g SET x = ")
+            .bind(0i64)
+            .push(" RETURNING 1");
+        p.insert()
+            .push("INSERT INTO a VALUES ")
+            .tuple([Value::from(1i64)]);
+        p.insert()
+            .push("INSERT INTO b VALUES ")
+            .tuple([Value::from(2i64)]);
+        p.insert()
+            .push("INSERT INTO c VALUES ")
+            .tuple([Value::from(3i64)]);
+        p.next().push("UPDATE d SET y = ").bind(4i64);
+        p.insert()
+            .push("INSERT INTO e VALUES ")
+            .tuple([Value::from(5i64)]);
+        let statements = p.into_statements();
+        let texts: Vec<&str> = statements.iter().map(|(t, _)| t.as_str()).collect();
+        assert_eq!(
+            texts,
+            vec![
+                "UPDATE g SET x = $1 RETURNING 1",
+                "WITH i1 AS (INSERT INTO a VALUES ($1)), i2 AS (INSERT INTO b VALUES ($2)) \
+                 INSERT INTO c VALUES ($3)",
+                "UPDATE d SET y = $1",
+                "INSERT INTO e VALUES ($1)",
+            ]
+        );
+        assert_eq!(statements[1].1.len(), 3);
+        // SQLite and the ledger thread keep their own shapes.
+        let mut s = Batch::new(DbBackend::Sqlite);
+        s.insert()
+            .push("INSERT INTO a VALUES ")
+            .tuple([Value::from(1i64)]);
+        s.insert()
+            .push("INSERT INTO b VALUES ")
+            .tuple([Value::from(2i64)]);
+        assert_eq!(
+            s.current.text,
+            "INSERT INTO a VALUES ($1);\nINSERT INTO b VALUES ($2)"
+        );
+        let mut l = Batch::separate();
+        l.insert()
+            .push("INSERT INTO a VALUES ")
+            .tuple([Value::from(1i64)]);
+        l.insert()
+            .push("INSERT INTO b VALUES ")
+            .tuple([Value::from(2i64)]);
+        assert_eq!(l.into_statements().len(), 2);
     }
 
     #[test]
