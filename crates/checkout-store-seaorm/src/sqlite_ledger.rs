@@ -29,7 +29,7 @@
 use std::sync::mpsc as std_mpsc;
 use std::time::Duration;
 
-use rusqlite::types::Value as SqlValue;
+use rusqlite::types::{ToSqlOutput, Value as SqlValue, ValueRef};
 use rusqlite::{Connection, OpenFlags};
 use sea_orm::Value;
 use tokio::sync::oneshot;
@@ -291,16 +291,24 @@ fn run_statements<'s>(
 }
 
 /// A SeaORM value as SQLite stores it through SeaORM's driver (UUIDs as
-/// 16-byte blobs, booleans as 0/1); `None` for a type the ledger's
-/// statements never bind.
-fn sql_value(value: &Value) -> Option<SqlValue> {
+/// 16-byte blobs, booleans as 0/1), borrowing text and blobs rather than
+/// copying them; `None` for a type the store's statements never bind.
+fn sql_value(value: &Value) -> Option<ToSqlOutput<'_>> {
+    let null = ToSqlOutput::Owned(SqlValue::Null);
+    let int = |i: i64| ToSqlOutput::Owned(SqlValue::Integer(i));
     Some(match value {
-        Value::Bool(v) => v.map_or(SqlValue::Null, |b| SqlValue::Integer(i64::from(b))),
-        Value::Int(v) => v.map_or(SqlValue::Null, |i| SqlValue::Integer(i64::from(i))),
-        Value::BigInt(v) => v.map_or(SqlValue::Null, SqlValue::Integer),
-        Value::String(v) => v.clone().map_or(SqlValue::Null, SqlValue::Text),
-        Value::Bytes(v) => v.clone().map_or(SqlValue::Null, SqlValue::Blob),
-        Value::Uuid(v) => v.map_or(SqlValue::Null, |u| SqlValue::Blob(u.as_bytes().to_vec())),
+        Value::Bool(v) => v.map_or(null, |b| int(i64::from(b))),
+        Value::Int(v) => v.map_or(null, |i| int(i64::from(i))),
+        Value::BigInt(v) => v.map_or(null, int),
+        Value::String(v) => v.as_deref().map_or(null, |s| {
+            ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes()))
+        }),
+        Value::Bytes(v) => v
+            .as_deref()
+            .map_or(null, |b| ToSqlOutput::Borrowed(ValueRef::Blob(b))),
+        Value::Uuid(v) => v.as_ref().map_or(null, |u| {
+            ToSqlOutput::Borrowed(ValueRef::Blob(u.as_bytes()))
+        }),
         _ => return None,
     })
 }
@@ -312,20 +320,30 @@ mod tests {
     #[test]
     fn values_are_stored_as_the_seaorm_driver_stores_them() {
         let id = uuid::Uuid::from_u128(7);
+        let uuid = Value::Uuid(Some(id));
         assert_eq!(
-            sql_value(&Value::Uuid(Some(id))),
-            Some(SqlValue::Blob(id.as_bytes().to_vec()))
+            sql_value(&uuid),
+            Some(ToSqlOutput::Borrowed(ValueRef::Blob(id.as_bytes())))
         );
         assert_eq!(
             sql_value(&Value::Bool(Some(true))),
-            Some(SqlValue::Integer(1))
+            Some(ToSqlOutput::Owned(SqlValue::Integer(1)))
         );
-        assert_eq!(sql_value(&Value::BigInt(None)), Some(SqlValue::Null));
         assert_eq!(
-            sql_value(&Value::String(Some("x".into()))),
-            Some(SqlValue::Text("x".into()))
+            sql_value(&Value::BigInt(None)),
+            Some(ToSqlOutput::Owned(SqlValue::Null))
         );
-        assert_eq!(sql_value(&Value::Double(Some(1.5))), None);
+        let text = Value::String(Some("x".into()));
+        assert_eq!(
+            sql_value(&text),
+            Some(ToSqlOutput::Borrowed(ValueRef::Text(b"x")))
+        );
+        let bytes = Value::Bytes(Some(vec![1, 2]));
+        assert_eq!(
+            sql_value(&bytes),
+            Some(ToSqlOutput::Borrowed(ValueRef::Blob(&[1, 2])))
+        );
+        assert!(sql_value(&Value::Double(Some(1.5))).is_none());
     }
 
     /// A plain write that must change an exact number of rows and does
