@@ -382,6 +382,16 @@ impl Application {
                 "requests still in flight after the shutdown timeout; stopping anyway"
             );
         }
+        // The workers finish their batches before the server stops: pooled
+        // PostgreSQL connections opened while serving belong to the HTTP
+        // workers' runtimes, which end with the server, and a batch caught
+        // on one of them would fail half-done.
+        self.token.cancel();
+        for task in self.tasks {
+            if let Err(e) = task.await {
+                warn!(error = %e, "a worker ended abnormally");
+            }
+        }
         handle.stop(true).await;
         server.await.context("server task")?.context("server")?;
         if let Some((h, task)) = admin {
@@ -389,12 +399,6 @@ impl Application {
             task.await
                 .context("admin server task")?
                 .context("admin server")?;
-        }
-        self.token.cancel();
-        for task in self.tasks {
-            if let Err(e) = task.await {
-                warn!(error = %e, "a worker ended abnormally");
-            }
         }
         info!("shut down cleanly");
         Ok(())
