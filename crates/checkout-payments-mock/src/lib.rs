@@ -7,6 +7,10 @@
 //! - intents and refunds live in memory, so [`PaymentProvider::status`] and
 //!   [`PaymentProvider::refund`] answer from what really happened (an unknown
 //!   intent is `NotFound`, refunding more than was captured is `Rejected`);
+//!   only the most recent [`MockOptions::retained_intents`] intents are
+//!   remembered, with their idempotency keys and refunds, so that a
+//!   long-running service on the mock does not grow without bound (an
+//!   intent forgotten is `NotFound`, as an expired one would be);
 //! - idempotency keys are honoured the way Stripe honours them: repeating a
 //!   create, confirm or refund with the same key replays the first answer
 //!   and never charges or refunds twice; the same key with different
@@ -33,7 +37,7 @@
 
 pub mod rules;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -69,7 +73,15 @@ pub struct MockOptions {
     /// Tokens whose confirm succeeds at the "provider" but answers
     /// `PaymentError::Unknown`, as a timed-out call would.
     pub timeout_tokens: Vec<String>,
+    /// How many intents are remembered (at least one): creating one more
+    /// forgets the oldest, with its idempotency keys and refunds. About a
+    /// kilobyte each.
+    pub retained_intents: usize,
 }
+
+/// Intents remembered by default: far more than are ever in flight, a
+/// few megabytes at most.
+pub const DEFAULT_RETAINED_INTENTS: usize = 10_000;
 
 impl Default for MockOptions {
     fn default() -> Self {
@@ -77,6 +89,7 @@ impl Default for MockOptions {
             delay: Duration::ZERO,
             three_d_secure_tokens: vec![THREE_D_SECURE_TOKEN.to_owned()],
             timeout_tokens: vec![TIMEOUT_TOKEN.to_owned()],
+            retained_intents: DEFAULT_RETAINED_INTENTS,
         }
     }
 }
@@ -88,6 +101,11 @@ struct StoredIntent {
     order_id: OrderId,
     amount: Money,
     refunded: Money,
+    /// The keys its create, confirms and refunds were asked with, forgotten
+    /// with it.
+    create_key: String,
+    confirm_keys: Vec<String>,
+    refund_keys: Vec<String>,
 }
 
 /// What a create was asked, to tell a replay from a reused key.
@@ -107,6 +125,30 @@ struct State {
     confirms: HashMap<(String, String), (String, Result<PaymentIntent, PaymentError>)>,
     /// Refund key → (intent, amount, the answer given).
     refunds: HashMap<String, (String, Money, ProviderRefund)>,
+    /// Intent ids, oldest first (what to forget first).
+    created: VecDeque<String>,
+}
+
+impl State {
+    /// Forgets the oldest intents, with their keys and refunds, until at
+    /// most `keep` are left.
+    fn forget_beyond(&mut self, keep: usize) {
+        while self.created.len() > keep.max(1) {
+            let Some(id) = self.created.pop_front() else {
+                return;
+            };
+            let Some(stored) = self.intents.remove(&id) else {
+                continue;
+            };
+            self.creates.remove(&stored.create_key);
+            for key in stored.confirm_keys {
+                self.confirms.remove(&(id.clone(), key));
+            }
+            for key in &stored.refund_keys {
+                self.refunds.remove(key);
+            }
+        }
+    }
 }
 
 /// The in-memory mock provider (see the crate docs for its rules and tokens).
@@ -272,18 +314,23 @@ impl PaymentProvider for MockPaymentProvider {
             failure_message: None,
         };
         state.intents.insert(
-            intent_id,
+            intent_id.clone(),
             StoredIntent {
                 intent: intent.clone(),
                 order_id: request.order_id,
                 amount: request.amount,
                 refunded: Money::zero(request.amount.currency()),
+                create_key: request.idempotency_key.clone(),
+                confirm_keys: Vec::new(),
+                refund_keys: Vec::new(),
             },
         );
         state.creates.insert(
             request.idempotency_key.clone(),
             (fingerprint, intent.clone()),
         );
+        state.created.push_back(intent_id);
+        state.forget_beyond(self.options.retained_intents);
         Ok(intent)
     }
 
@@ -367,6 +414,9 @@ impl PaymentProvider for MockPaymentProvider {
                 (truth.clone(), truth)
             }
         };
+        if let Some(stored) = state.intents.get_mut(intent_id) {
+            stored.confirm_keys.push(idempotency_key.to_owned());
+        }
         state
             .confirms
             .insert(replay_key, (method.token().to_owned(), truth));
@@ -442,6 +492,7 @@ impl PaymentProvider for MockPaymentProvider {
             .refunded
             .checked_add(&amount)
             .map_err(|e| invalid_request(e.to_string()))?;
+        stored.refund_keys.push(idempotency_key.to_owned());
         let refund = ProviderRefund {
             refund_id: new_id("re_mock"),
             status: RefundStatus::Succeeded,

@@ -464,3 +464,65 @@ async fn no_delay_by_default() {
 fn the_provider_is_named_mock() {
     assert_eq!(MockPaymentProvider::default().name(), "mock");
 }
+
+#[tokio::test]
+async fn only_the_most_recent_intents_are_remembered_with_their_keys() {
+    let provider = MockPaymentProvider::new(MockOptions {
+        retained_intents: 2,
+        ..MockOptions::default()
+    });
+    let mut ids = Vec::new();
+    for key in ["k1", "k2", "k3"] {
+        let intent = provider
+            .create_intent(&request("42.00", "USD", key))
+            .await
+            .unwrap();
+        provider
+            .confirm(
+                &intent.intent_id,
+                &card("pm_card_visa"),
+                &format!("c-{key}"),
+            )
+            .await
+            .unwrap();
+        provider
+            .refund(&intent.intent_id, money("1.00", "USD"), &format!("r-{key}"))
+            .await
+            .unwrap();
+        ids.push(intent.intent_id);
+    }
+    // The oldest is forgotten, as an expired intent would be.
+    assert_eq!(
+        provider.status(&ids[0]).await.unwrap_err(),
+        PaymentError::NotFound
+    );
+    for id in &ids[1..] {
+        assert_eq!(
+            provider.status(id).await.unwrap().status,
+            PaymentStatus::Succeeded
+        );
+    }
+    {
+        let state = provider.lock();
+        assert_eq!(
+            (
+                state.intents.len(),
+                state.creates.len(),
+                state.confirms.len(),
+                state.refunds.len(),
+                state.created.len()
+            ),
+            (2, 2, 2, 2, 2)
+        );
+    }
+    // Its create key starts afresh.
+    let again = provider
+        .create_intent(&request("42.00", "USD", "k1"))
+        .await
+        .unwrap();
+    assert_ne!(again.intent_id, ids[0]);
+    assert_eq!(
+        provider.status(&ids[1]).await.unwrap_err(),
+        PaymentError::NotFound
+    );
+}

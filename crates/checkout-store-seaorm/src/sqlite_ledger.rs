@@ -42,6 +42,13 @@ use crate::inventory::{GroupCheck, MarkedRow};
 /// books and lines) with room to spare.
 const STATEMENT_CACHE: usize = 256;
 
+/// Plain writes with at most this many values (one row's worth) have
+/// their statements cached. Longer ones are mostly `IN (…)` lists of any
+/// length (the relay's claims and marks): cached, every length would be a
+/// prepared statement of its own, which filled the cache and the ledger
+/// thread's heap with programs run once.
+const CACHED_PLAIN_VALUES: usize = 8;
+
 /// Most writes in one group: keeps a transaction and the rework after a
 /// failed group bounded.
 const MAX_GROUP: usize = 64;
@@ -74,6 +81,19 @@ struct Task {
     statements: Statements,
     expect: Expect,
     reply: oneshot::Sender<Outcome>,
+}
+
+impl Task {
+    /// Whether its statements are of the few shapes worth keeping prepared.
+    fn cached(&self) -> bool {
+        match self.expect {
+            Expect::Ledger(_) => true,
+            Expect::Changes(_) => self
+                .statements
+                .iter()
+                .all(|(_, values)| values.len() <= CACHED_PLAIN_VALUES),
+        }
+    }
 }
 
 /// The handle to the ledger thread. Cheap to clone; the thread ends when
@@ -230,7 +250,7 @@ fn run_checked(db: &Connection, tasks: &[Task]) -> Result<Vec<u64>, String> {
     let mut changed = Vec::with_capacity(tasks.len());
     for task in tasks {
         let before = db.total_changes();
-        let rows = run_statements(db, task.statements.iter())?;
+        let rows = run_statements(db, task.statements.iter(), task.cached())?;
         let n = db.total_changes().saturating_sub(before);
         match &task.expect {
             Expect::Ledger(c) => {
@@ -256,10 +276,18 @@ fn run_checked(db: &Connection, tasks: &[Task]) -> Result<Vec<u64>, String> {
 fn run_statements<'s>(
     db: &Connection,
     statements: impl Iterator<Item = &'s (String, Vec<Value>)>,
+    cached: bool,
 ) -> Result<Vec<MarkedRow>, String> {
     let mut marked = Vec::new();
     for (text, values) in statements {
-        let mut stmt = db.prepare_cached(text).map_err(|e| e.to_string())?;
+        let (mut kept, mut once);
+        let stmt: &mut rusqlite::Statement<'_> = if cached {
+            kept = db.prepare_cached(text).map_err(|e| e.to_string())?;
+            &mut kept
+        } else {
+            once = db.prepare(text).map_err(|e| e.to_string())?;
+            &mut once
+        };
         for i in 1..=stmt.parameter_count() {
             let value = stmt
                 .parameter_name(i)
