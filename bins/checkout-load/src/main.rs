@@ -215,7 +215,11 @@ async fn main() -> anyhow::Result<()> {
                 bail!("--rate must be positive");
             }
             let interval = Duration::from_secs_f64(1.0 / rate);
-            let permits = Arc::new(tokio::sync::Semaphore::new(args.concurrency.max(1) * 64));
+            // At most `concurrency` requests in flight, as documented: a send
+            // that finds none free waits, and its latency still counts from
+            // its scheduled time, so a service that falls behind shows it in
+            // the figures instead of in an ever longer queue of connections.
+            let permits = Arc::new(tokio::sync::Semaphore::new(args.concurrency.max(1)));
             let mut n: u64 = 0;
             loop {
                 let scheduled = start + interval.mul_f64(n as f64);
