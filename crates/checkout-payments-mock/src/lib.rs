@@ -75,7 +75,10 @@ pub struct MockOptions {
     pub timeout_tokens: Vec<String>,
     /// How many intents are remembered (at least one): creating one more
     /// forgets the oldest, with its idempotency keys and refunds. About a
-    /// kilobyte each.
+    /// kilobyte each. A forgotten intent is `NotFound`, which fails its
+    /// order if it was still unsettled: keep this above the payments made
+    /// within the payment timeout when lost answers (`pm_card_timeout`)
+    /// must be reconciled under load.
     pub retained_intents: usize,
 }
 

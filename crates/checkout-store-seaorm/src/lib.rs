@@ -53,6 +53,13 @@ use tracing::{debug, info, warn};
 
 pub use error::StoreError;
 
+/// SQLite page cache of the connections off the hot write path (SeaORM's
+/// writer, which now only takes what the ledger thread hands back, and the
+/// read connections), in KiB: the embedded catalog and the pending outbox
+/// fit, and every connection keeps a cache of its own (SQLite's default is
+/// 2 MiB each). The ledger thread keeps the default.
+const SIDE_CACHE_KIB: &str = "-512";
+
 /// The PostgreSQL advisory lock key held while migrating (an arbitrary
 /// constant: "checkout" in ASCII, folded into an `i64`).
 const MIGRATION_LOCK: i64 = 0x636865_636b6f7574;
@@ -256,11 +263,18 @@ impl SeaOrmStore {
             .connect_timeout(options.connect_timeout)
             .sqlx_logging(options.log_statements)
             .map_sqlx_sqlite_opts(move |o| {
-                o.create_if_missing(true)
+                let o = o
+                    .create_if_missing(true)
                     .journal_mode(SqliteJournalMode::Wal)
                     .synchronous(sync)
                     .busy_timeout(busy)
-                    .foreign_keys(true)
+                    .foreign_keys(true);
+                // An in-memory database lives in its cache: left alone.
+                if memory {
+                    o
+                } else {
+                    o.pragma("cache_size", SIDE_CACHE_KIB)
+                }
             });
         let writer = Database::connect(w).await.map_err(StoreError::connect)?;
         let reader = if memory {
@@ -282,6 +296,7 @@ impl SeaOrmStore {
                         .create_if_missing(false)
                         .busy_timeout(busy)
                         .foreign_keys(true)
+                        .pragma("cache_size", SIDE_CACHE_KIB)
                 });
             Database::connect(r).await.map_err(StoreError::connect)?
         };
