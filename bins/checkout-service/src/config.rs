@@ -99,6 +99,10 @@ pub struct PaymentsConfig {
     pub provider: String,
     /// Simulated latency of the mock provider, in milliseconds (0 = none).
     pub mock_delay_ms: u64,
+    /// How many intents the mock provider remembers (the oldest are
+    /// forgotten): its memory, about 3.5 KB an intent.
+    #[serde(default = "default_mock_retained_intents")]
+    pub mock_retained_intents: usize,
     pub stripe: StripeSettings,
 }
 
@@ -171,6 +175,10 @@ pub struct LogConfig {
     pub level: String,
 }
 
+fn default_mock_retained_intents() -> usize {
+    checkout_payments_mock::DEFAULT_RETAINED_INTENTS
+}
+
 impl DatabaseConfig {
     /// The pool size to use: the configured one, or the database's default.
     pub fn connections(&self) -> u32 {
@@ -197,6 +205,7 @@ impl Default for Settings {
             payments: PaymentsConfig {
                 provider: "mock".into(),
                 mock_delay_ms: 0,
+                mock_retained_intents: default_mock_retained_intents(),
                 stripe: StripeSettings {
                     secret_key: Secret::default(),
                     webhook_secret: Secret::default(),
@@ -298,6 +307,12 @@ impl Settings {
         }
         if self.database.max_connections == Some(0) {
             bail!("{}: must be at least 1", key("database.max_connections"));
+        }
+        if self.payments.mock_retained_intents == 0 {
+            bail!(
+                "{}: must be at least 1",
+                key("payments.mock_retained_intents")
+            );
         }
         if self.server.body_limit_bytes < 1024 {
             bail!("{}: must be at least 1024", key("server.body_limit_bytes"));
@@ -410,6 +425,18 @@ mod tests {
         s.database.max_connections = Some(0);
         let e = format!("{:#}", s.validate().unwrap_err());
         assert!(e.contains("database.max_connections"), "{e}");
+    }
+
+    #[test]
+    fn the_mock_remembers_at_least_one_intent() {
+        let mut s = Settings::default();
+        assert_eq!(
+            s.payments.mock_retained_intents,
+            checkout_payments_mock::DEFAULT_RETAINED_INTENTS
+        );
+        s.payments.mock_retained_intents = 0;
+        let e = format!("{:#}", s.validate().unwrap_err());
+        assert!(e.contains("payments.mock_retained_intents"), "{e}");
     }
 
     #[test]

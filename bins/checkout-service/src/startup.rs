@@ -172,6 +172,7 @@ impl Application {
             None => match settings.payments.provider.as_str() {
                 "mock" => Arc::new(MockPaymentProvider::new(MockOptions {
                     delay: Duration::from_millis(settings.payments.mock_delay_ms),
+                    retained_intents: settings.payments.mock_retained_intents,
                     ..MockOptions::default()
                 })),
                 _ => {
