@@ -18,11 +18,14 @@
 //! - The SeaORM entities are private ([`entity`]); rows are converted to and
 //!   from domain types explicitly ([`convert`]), and driver errors are
 //!   translated into the ports' error variants ([`error`]).
-//! - SQLite has a single writer. All writes go through one connection (a
-//!   pool of one, transactions begun `IMMEDIATE`), so concurrent callers
-//!   queue in the process instead of failing with `SQLITE_BUSY`; reads use
-//!   a separate pool of read-only connections, which WAL lets run
-//!   alongside the writer.
+//! - SQLite has a single writer. On a file, the hot path's writes (the
+//!   ledger pair and every single-statement write) go to the ledger thread,
+//!   which groups concurrent ones into one transaction (`sqlite_ledger`);
+//!   the rest go through SeaORM's writer, a pool of one connection with
+//!   transactions begun `IMMEDIATE`. A write gate keeps the two from
+//!   writing at once, so concurrent callers queue in the process instead of
+//!   failing with `SQLITE_BUSY`. Reads use a separate pool of read-only
+//!   connections, which WAL lets run alongside the writer.
 //! - The hot path (`create`, `save`, and the `OrderStockLedger` pair that
 //!   carries a whole order in two commits) writes with multi-row inserts,
 //!   no read before the write, and compare-and-set updates whose

@@ -7,7 +7,10 @@
 //! two relays ever hold events of one order at once and no event overtakes
 //! an earlier one. On PostgreSQL candidates are locked `FOR UPDATE SKIP
 //! LOCKED`, so concurrent relays split the backlog instead of waiting on
-//! each other; on SQLite the single writer serialises claims.
+//! each other. On a SQLite file the candidates are read on a read
+//! connection and leased by a compare-and-set in the ledger thread's next
+//! group, which commits only if every one is still claimable; otherwise
+//! (and on an in-memory database) the single writer serialises claims.
 
 use std::collections::HashMap;
 
