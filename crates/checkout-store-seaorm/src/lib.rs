@@ -63,6 +63,11 @@ pub use error::StoreError;
 /// 2 MiB each). The ledger thread keeps the default.
 const SIDE_CACHE_KIB: &str = "-512";
 
+/// SQLite: the size the WAL file is truncated back to when a writer starts
+/// it over (`journal_size_limit`); without it the file stays as large as
+/// the longest burst made it.
+const WAL_SIZE_LIMIT_BYTES: i64 = 64 * 1024 * 1024;
+
 /// The PostgreSQL advisory lock key held while migrating (an arbitrary
 /// constant: "checkout" in ASCII, folded into an `i64`).
 const MIGRATION_LOCK: i64 = 0x636865_636b6f7574;
@@ -277,6 +282,7 @@ impl SeaOrmStore {
                     o
                 } else {
                     o.pragma("cache_size", SIDE_CACHE_KIB)
+                        .pragma("journal_size_limit", WAL_SIZE_LIMIT_BYTES.to_string())
                 }
             });
         let writer = Database::connect(w).await.map_err(StoreError::connect)?;

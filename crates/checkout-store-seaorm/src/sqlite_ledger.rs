@@ -205,6 +205,12 @@ fn open(conn: &LedgerConnection) -> rusqlite::Result<Connection> {
     } else {
         "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;"
     })?;
+    // The writer that starts the WAL over truncates a file grown past this
+    // (a burst the checkpoints could not keep up with) back to it.
+    db.execute_batch(&format!(
+        "PRAGMA journal_size_limit = {};",
+        crate::WAL_SIZE_LIMIT_BYTES
+    ))?;
     if !conn.autocheckpoint {
         db.execute_batch("PRAGMA wal_autocheckpoint = 0;")?;
     }
