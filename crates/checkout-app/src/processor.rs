@@ -634,7 +634,7 @@ impl OrderProcessor {
                     || r.status == ReservationStatus::ConfirmPending
             })
             .map(|r| r.id);
-        let reservation_status = match (self.ledger.clone(), to_confirm) {
+        let reservation_status = match (self.ledger.as_ref(), to_confirm) {
             (Some(ledger), Some(id)) => {
                 let (paid, change) = self.paid(
                     order.clone(),
@@ -656,11 +656,10 @@ impl OrderProcessor {
                         info!(order_id = %paid.id(), "order paid");
                         return Ok(outcome_of(paid, PlacedOrder::Paid));
                     }
-                    Err(LedgerError::Repository(RepositoryError::Conflict(id))) => {
+                    Err(LedgerError::Repository(RepositoryError::Conflict(order_id))) => {
                         // Someone else (a webhook, the reconciler) settled
                         // the order first; nothing of ours was written.
-                        info!(order_id = %id, "order changed concurrently; answering with its current state");
-                        let current = self.repo.get(id).await?;
+                        let current = self.current_after_conflict(order_id).await?;
                         return Ok(outcome_of(current, PlacedOrder::Paid));
                     }
                     Err(LedgerError::Repository(e)) => return Err(e.into()),
@@ -775,7 +774,7 @@ impl OrderProcessor {
                 )?,
             );
         }
-        let saved = match (self.ledger.clone(), to_release) {
+        let saved = match (self.ledger.as_ref(), to_release) {
             (Some(ledger), Some(rid)) => match ledger
                 .save_with_stock(&order, expected, &changes, StockEffect::Release(rid))
                 .await
@@ -785,7 +784,7 @@ impl OrderProcessor {
                     order
                 }
                 Err(LedgerError::Repository(RepositoryError::Conflict(id))) => {
-                    self.repo.get(id).await?
+                    self.current_after_conflict(id).await?
                 }
                 Err(LedgerError::Repository(e)) => return Err(e.into()),
                 Err(LedgerError::Inventory(e)) => {
@@ -837,12 +836,16 @@ impl OrderProcessor {
     ) -> Result<Order, AppError> {
         match self.save(&order, expected, changes).await {
             Ok(()) => Ok(order),
-            Err(RepositoryError::Conflict(id)) => {
-                info!(order_id = %id, "order changed concurrently; answering with its current state");
-                Ok(self.repo.get(id).await?)
-            }
+            Err(RepositoryError::Conflict(id)) => self.current_after_conflict(id).await,
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// The order as another writer left it, after our save lost the
+    /// compare-and-set to theirs (nothing of ours was written).
+    async fn current_after_conflict(&self, id: OrderId) -> Result<Order, AppError> {
+        info!(order_id = %id, "order changed concurrently; answering with its current state");
+        Ok(self.repo.get(id).await?)
     }
 
     pub(crate) async fn release_quietly(&self, id: checkout_domain::ReservationId) {

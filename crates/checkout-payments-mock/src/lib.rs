@@ -367,6 +367,7 @@ impl PaymentProvider for MockPaymentProvider {
             return Err(unexpected_state(&stored.intent));
         }
         let outcome = self.decide(method.token(), &stored.amount);
+        stored.confirm_keys.push(idempotency_key.to_owned());
         let intent = &mut stored.intent;
         intent.next_action = None;
         intent.failure_code = None;
@@ -418,9 +419,6 @@ impl PaymentProvider for MockPaymentProvider {
                 (truth.clone(), truth)
             }
         };
-        if let Some(stored) = state.intents.get_mut(intent_id) {
-            stored.confirm_keys.push(idempotency_key.to_owned());
-        }
         state
             .confirms
             .insert(replay_key, (method.token().to_owned(), truth));

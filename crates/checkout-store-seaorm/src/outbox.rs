@@ -115,6 +115,21 @@ impl SeaOrmStore {
         sql.build(self.db_backend())
     }
 
+    /// The events a claim may take now, read on `conn`: the candidates,
+    /// without those behind an earlier event held elsewhere.
+    async fn claimable<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        limit: u32,
+        now: OffsetDateTime,
+    ) -> Result<Vec<Candidate>, RepositoryError> {
+        let candidates = Candidate::find_by_statement(self.candidates(limit, now))
+            .all(conn)
+            .await
+            .repo()?;
+        Ok(without_gaps(candidates))
+    }
+
     /// Leases `batch` until `until`: each event only while it is still
     /// claimable at `now`, so the rows changed say whether all of it was.
     fn claim(
@@ -157,11 +172,7 @@ impl OutboxStore for SeaOrmStore {
             // An earlier event of an order never turns pending again once
             // published or parked, so a batch that was gapless when read is
             // gapless when claimed.
-            let candidates = Candidate::find_by_statement(self.candidates(limit, now))
-                .all(&self.reader)
-                .await
-                .repo()?;
-            let batch = without_gaps(candidates);
+            let batch = self.claimable(&self.reader, limit, now).await?;
             if batch.is_empty() {
                 return Ok(Vec::new());
             }
@@ -174,11 +185,7 @@ impl OutboxStore for SeaOrmStore {
             debug!("outbox batch changed before its claim; claiming in a transaction");
         }
         let txn = self.begin_write().await.repo()?;
-        let candidates = Candidate::find_by_statement(self.candidates(limit, now))
-            .all(&*txn)
-            .await
-            .repo()?;
-        let batch = without_gaps(candidates);
+        let batch = self.claimable(&*txn, limit, now).await?;
         if batch.is_empty() {
             return Ok(Vec::new());
         }

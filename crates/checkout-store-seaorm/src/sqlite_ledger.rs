@@ -132,6 +132,10 @@ impl SqliteLedger {
             .name("sqlite-ledger".into())
             .spawn(move || {
                 while let Ok(first) = queue.recv() {
+                    // The group is gathered once the gate is ours, so the
+                    // writes that queued while the SeaORM writer held it
+                    // join this group instead of waiting for the next.
+                    let _gate = gate.enter_blocking();
                     let mut group = vec![first];
                     while group.len() < MAX_GROUP {
                         match queue.try_recv() {
@@ -139,7 +143,6 @@ impl SqliteLedger {
                             Err(_) => break,
                         }
                     }
-                    let _gate = gate.enter_blocking();
                     run_tasks(&db, group);
                 }
                 debug!("SQLite ledger thread stopped");
@@ -381,9 +384,12 @@ mod tests {
     }
 
     /// A plain write that must change an exact number of rows and does
-    /// not is rolled back on its own; the writes grouped with it commit.
+    /// not is rolled back on its own; the writes beside it commit. The gate
+    /// is held while all four are sent, so the thread (which gathers its
+    /// group once it has the gate) takes them as one group: the failing
+    /// group is rolled back and each write run alone.
     #[tokio::test]
-    async fn a_write_changing_the_wrong_number_of_rows_commits_nothing_and_spares_its_group() {
+    async fn a_write_changing_the_wrong_number_of_rows_commits_nothing_and_the_rest_commit() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ledger.db").to_string_lossy().into_owned();
         Connection::open(&path)
@@ -394,6 +400,7 @@ mod tests {
                  INSERT INTO t VALUES (1, 0), (2, 0);",
             )
             .unwrap();
+        let gate = WriteGate::closed();
         let ledger = SqliteLedger::start(
             LedgerConnection {
                 path: path.clone(),
@@ -401,9 +408,10 @@ mod tests {
                 busy_timeout: Duration::from_secs(1),
                 autocheckpoint: true,
             },
-            WriteGate::closed(),
+            gate.clone(),
         )
         .unwrap();
+        let held = gate.enter().await;
         let bump = |id: i64, expect: Option<u64>| {
             ledger.submit(
                 vec![(
@@ -413,11 +421,16 @@ mod tests {
                 Expect::Changes(expect),
             )
         };
-        let (a, b, c, d) = tokio::join!(
+        let (a, b, c, d, ()) = tokio::join!(
+            // In order: every write is sent before the gate opens.
+            biased;
             bump(1, None),
             bump(2, Some(2)),
             bump(1, Some(1)),
-            bump(3, None)
+            bump(3, None),
+            async move {
+                drop(held);
+            }
         );
         assert_eq!(a, Outcome::Committed(1));
         assert_eq!(b, Outcome::RolledBack);
