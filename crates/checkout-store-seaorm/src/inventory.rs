@@ -306,16 +306,25 @@ impl SeaOrmStore {
     /// on PostgreSQL (`lock`) the stock rows are locked in book order
     /// first, so transactions touching the same books can't deadlock;
     /// `only_active` counts only reservations still active.
+    ///
+    /// The lock visits the reservation's books in order and locks each
+    /// stock row through a `LATERAL` probe of its primary key, a plan that
+    /// does not depend on the tables' statistics. The `IN (subquery)` it
+    /// replaces was planned as a scan of the whole stock table (live and
+    /// dead rows) while a fresh database had no statistics yet.
     fn push_adjust(batch: &mut Batch, ids: &[Uuid], adjust: Adjust, lock: bool, only_active: bool) {
         if lock {
             batch
                 .next()
                 .push(
-                    "SELECT CAST(0 AS BIGINT), book_id FROM stock WHERE book_id IN \
-                     (SELECT book_id FROM reservation_items WHERE reservation_id IN ",
+                    "SELECT CAST(0 AS BIGINT), s.book_id FROM (SELECT DISTINCT book_id \
+                     FROM reservation_items WHERE reservation_id IN ",
                 )
                 .list(ids.iter().copied())
-                .push(") ORDER BY book_id FOR UPDATE");
+                .push(
+                    " ORDER BY book_id) AS r CROSS JOIN LATERAL (SELECT book_id FROM stock \
+                     WHERE stock.book_id = r.book_id FOR UPDATE) AS s",
+                );
         }
         let set = match adjust {
             Adjust::Confirm => "reserved = reserved - x.q",
@@ -1031,4 +1040,40 @@ enum LedgerWrite<'a> {
         changes: &'a [OrderChange],
         effect: StockEffect,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use sea_orm::DbBackend;
+
+    use super::*;
+
+    /// The lock of a reservation's stock rows probes `stock` by its key,
+    /// in book order. As `book_id IN (subquery)` it was planned, on a
+    /// database without statistics, as a scan of the whole stock table for
+    /// every paid or failed order.
+    #[tokio::test]
+    async fn postgres_locks_stock_rows_by_key() {
+        let Some(db) = crate::plan_check::FreshPostgres::new().await else {
+            return;
+        };
+        let mut batch = Batch::new(DbBackend::Postgres);
+        SeaOrmStore::push_adjust(&mut batch, &[Uuid::now_v7()], Adjust::Confirm, true, false);
+        let mut statements = batch.into_statements().into_iter();
+        let (lock, values) = statements.next().unwrap();
+        assert!(lock.contains("FOR UPDATE"), "{lock}");
+        let (nodes, plan) = db.plan(&lock, values).await;
+        let on_stock: Vec<_> = nodes
+            .iter()
+            .filter(|n| n.relation.as_deref() == Some("stock"))
+            .collect();
+        assert!(!on_stock.is_empty(), "{plan}");
+        assert!(
+            on_stock
+                .iter()
+                .all(|n| n.index.as_deref() == Some("stock_pkey")),
+            "{plan}"
+        );
+        db.finish().await;
+    }
 }

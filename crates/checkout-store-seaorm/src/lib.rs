@@ -512,3 +512,116 @@ mod tests {
         assert_eq!(sqlite_file_path("postgres://x/y"), None);
     }
 }
+
+/// Plan checks for the statements whose PostgreSQL plans decide how the
+/// service scales: each runs on a fresh, migrated database that has no
+/// statistics yet, as a new deployment does, so the planner works from its
+/// defaults. They check the shape of a plan, never its speed.
+#[cfg(test)]
+pub(crate) mod plan_check {
+    use sea_orm::{ConnectionTrait, Database, DbBackend, Statement, Value};
+    use uuid::Uuid;
+
+    use super::{SeaOrmStore, StoreOptions};
+
+    /// One node of a plan: on which table and index, how it joins and
+    /// where it hangs (`SubPlan`, `Inner`, …).
+    #[derive(Debug, Default)]
+    pub(crate) struct PlanNode {
+        pub(crate) relation: Option<String>,
+        pub(crate) index: Option<String>,
+        pub(crate) join_type: Option<String>,
+        pub(crate) parent: Option<String>,
+    }
+
+    fn collect(node: &serde_json::Value, out: &mut Vec<PlanNode>) {
+        let text = |k: &str| node[k].as_str().map(str::to_owned);
+        out.push(PlanNode {
+            relation: text("Relation Name"),
+            index: text("Index Name"),
+            join_type: text("Join Type"),
+            parent: text("Parent Relationship"),
+        });
+        for child in node["Plans"].as_array().into_iter().flatten() {
+            collect(child, out);
+        }
+    }
+
+    /// A migrated PostgreSQL database of the test's own.
+    pub(crate) struct FreshPostgres {
+        pub(crate) store: SeaOrmStore,
+        server: String,
+        name: String,
+    }
+
+    impl FreshPostgres {
+        /// `None`, with a note saying why, when `TEST_DATABASE_URL` is unset.
+        pub(crate) async fn new() -> Option<Self> {
+            let Some(url) = std::env::var("TEST_DATABASE_URL")
+                .ok()
+                .filter(|u| !u.is_empty())
+            else {
+                #[allow(clippy::print_stderr)]
+                {
+                    eprintln!("skipping PostgreSQL plan check: TEST_DATABASE_URL is not set");
+                }
+                return None;
+            };
+            let server = url.rsplit_once('/').map(|(s, _)| s.to_owned()).unwrap();
+            let name = format!("t_{}", Uuid::new_v4().simple());
+            let admin = Database::connect(format!("{server}/postgres"))
+                .await
+                .unwrap();
+            admin
+                .execute_unprepared(&format!("CREATE DATABASE {name}"))
+                .await
+                .unwrap();
+            admin.close().await.unwrap();
+            let store = SeaOrmStore::connect(&format!("{server}/{name}"), StoreOptions::default())
+                .await
+                .unwrap();
+            store.migrate().await.unwrap();
+            Some(Self {
+                store,
+                server,
+                name,
+            })
+        }
+
+        /// Every node of the plan PostgreSQL makes for `sql` with
+        /// `values`, and the whole plan as text for failure messages.
+        pub(crate) async fn plan(&self, sql: &str, values: Vec<Value>) -> (Vec<PlanNode>, String) {
+            let explain = Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                format!("EXPLAIN (FORMAT JSON) {sql}"),
+                values,
+            );
+            let row = self
+                .store
+                .reader
+                .query_one_raw(explain)
+                .await
+                .unwrap()
+                .unwrap();
+            let plan = row.try_get_by_index::<serde_json::Value>(0).unwrap();
+            let mut nodes = Vec::new();
+            collect(&plan[0]["Plan"], &mut nodes);
+            (nodes, plan.to_string())
+        }
+
+        pub(crate) async fn finish(self) {
+            self.store.close().await.unwrap();
+            let admin = Database::connect(format!("{}/postgres", self.server))
+                .await
+                .unwrap();
+            admin
+                .execute_unprepared(&format!(
+                    "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                    self.name
+                ))
+                .await
+                .unwrap();
+            admin.close().await.unwrap();
+        }
+    }
+}
