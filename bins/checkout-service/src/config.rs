@@ -64,7 +64,8 @@ pub struct ServerConfig {
     /// Address to listen on; port 0 picks a free port (the bound address is
     /// logged).
     pub addr: String,
-    /// Worker threads; 0 = one per core.
+    /// HTTP worker threads; 0 = one per core, one fewer beside SQLite's
+    /// writer thread.
     pub workers: usize,
     /// Largest request body, in bytes.
     pub body_limit_bytes: usize,

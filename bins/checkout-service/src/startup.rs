@@ -143,6 +143,20 @@ async fn seed_demo_catalog(stock: &dyn StockAdmin) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// HTTP worker threads when `server.workers` is 0: one per core, but one
+/// core fewer beside SQLite's writer thread. Every order waits for that one
+/// thread, and an HTTP worker on every core preempts it: on 2 cores one
+/// worker took about a seventh more orders at 16 clients than two
+/// (docs/performance.md). On PostgreSQL, whose writers are the server's
+/// processes, the two did the same.
+fn default_http_workers(cores: usize, writer_thread: bool) -> usize {
+    if writer_thread {
+        cores.saturating_sub(1).max(1)
+    } else {
+        cores.max(1)
+    }
+}
+
 impl Application {
     /// Builds the whole service from `settings`.
     pub async fn build(settings: Settings, overrides: Overrides) -> anyhow::Result<Application> {
@@ -270,7 +284,7 @@ impl Application {
             .context("auth.mode / server.addr")?;
         let server_settings = ServerSettings {
             workers: if settings.server.workers == 0 {
-                ServerSettings::default().workers
+                default_http_workers(ServerSettings::default().workers, store.has_writer_thread())
             } else {
                 settings.server.workers
             },
@@ -504,4 +518,19 @@ fn spawn_workers(
         },
     )));
     tasks
+}
+
+#[cfg(test)]
+mod tests {
+    use super::default_http_workers;
+
+    #[test]
+    fn sqlite_writer_thread_keeps_a_core_of_its_own() {
+        assert_eq!(default_http_workers(2, true), 1);
+        assert_eq!(default_http_workers(8, true), 7);
+        // One core: the writer shares it, but the server still needs a worker.
+        assert_eq!(default_http_workers(1, true), 1);
+        assert_eq!(default_http_workers(2, false), 2);
+        assert_eq!(default_http_workers(0, false), 1);
+    }
 }

@@ -406,6 +406,13 @@ impl SeaOrmStore {
         self.backend
     }
 
+    /// Whether the ledger writes run on a thread of their own (SQLite file
+    /// databases with group commit): the single writer that every order
+    /// waits for, so a thread the host should leave a core to.
+    pub fn has_writer_thread(&self) -> bool {
+        self.sqlite_ledger.is_some()
+    }
+
     /// Closes the pools (waits for connections in use to be returned).
     pub async fn close(self) -> Result<(), StoreError> {
         let same = self.backend == Backend::Postgres;
