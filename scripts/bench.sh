@@ -4,7 +4,9 @@
 # load generator, then does the same on PostgreSQL when BENCH_DATABASE_URL
 # (or TEST_DATABASE_URL) is set. In the same run it measures each database's
 # own ceiling for order-shaped work (../shared/bench/ceiling) and reports the
-# ratio service ÷ ceiling, the service's peak RSS and its start-to-ready time.
+# ratio service ÷ ceiling, the service's peak RSS, its start-to-ready time
+# and, for every step, the share of CPU time the hypervisor gave elsewhere
+# ("steal"), which says whether two runs can be compared.
 #
 # Environment: BENCH_SECONDS (per step, default 10), BENCH_CONCURRENCY
 # (default "1 4 16 64"), BENCH_OUT (default bench-results/), BENCH_ANALYZE
@@ -25,6 +27,17 @@ echo "==> building (release)"
 cargo build --release -q -p checkout-service -p checkout-load
 SERVICE="$CARGO_TARGET_DIR/release/checkout-service"
 LOAD="$CARGO_TARGET_DIR/release/checkout-load"
+
+# CPU time the hypervisor gave to others while a step ran ("steal"), in %
+# of the machine's time: a shared virtual machine's speed changes with its
+# neighbours, and a run with steal is not comparable with one without.
+cpu_snap() { awk '/^cpu / { t = 0; for (i = 2; i <= 9; i++) t += $i; print t, $9 }' /proc/stat; }
+steal_since() {
+  local t0 s0 t1 s1
+  read -r t0 s0 <<<"$1"
+  read -r t1 s1 < <(cpu_snap)
+  awk -v d="$((t1 - t0))" -v s="$((s1 - s0))" 'BEGIN { printf "%.1f", (d > 0 ? 100 * s / d : 0) }'
+}
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
@@ -65,13 +78,16 @@ sweep() {
   esac
   for c in $LEVELS; do
     local line
+    local snap steal
+    snap=$(cpu_snap)
     line=$("$LOAD" --url "$URL" --books 1000 --concurrency "$c" --duration "$SECS" --warmup 1 --json)
-    echo "    c=$c $line"
-    python3 - "$label" "$c" "$ceiling" "$READY_MS" "$line" >>"$RESULTS" <<'PY'
+    steal=$(steal_since "$snap")
+    echo "    c=$c (steal $steal %) $line"
+    python3 - "$label" "$c" "$ceiling" "$READY_MS" "$steal" "$line" >>"$RESULTS" <<'PY'
 import json, sys
-label, c, ceiling, ready, line = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+label, c, ceiling, ready, steal, line = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5]), sys.argv[6]
 r = json.loads(line)
-r.update(db=label, concurrency=c, ceiling=ceiling, ratio=(r["orders_per_s"] / ceiling if ceiling else None), ready_ms=ready)
+r.update(db=label, concurrency=c, ceiling=ceiling, ratio=(r["orders_per_s"] / ceiling if ceiling else None), ready_ms=ready, steal_pct=steal)
 print(json.dumps(r))
 PY
   done
@@ -79,23 +95,27 @@ PY
   local peak
   peak=$(python3 -c "import json,sys; print(max(json.loads(l)['orders_per_s'] for l in open('$RESULTS') if json.loads(l)['db']=='$label' and json.loads(l)['mode']=='closed-loop'))")
   local rate; rate=$(python3 -c "print(round($peak*0.8))")
-  local fixed
+  local fixed snap steal
+  snap=$(cpu_snap)
   fixed=$("$LOAD" --url "$URL" --books 1000 --concurrency 64 --rate "$rate" --duration "$SECS" --warmup 1 --json)
-  echo "    fixed rate $rate/s: $fixed"
+  steal=$(steal_since "$snap")
+  echo "    fixed rate $rate/s (steal $steal %): $fixed"
   stop_service
-  python3 - "$label" "$rate" "$ceiling" "$READY_MS" "$PEAK_RSS_KB" "$fixed" >>"$RESULTS" <<'PY'
+  python3 - "$label" "$rate" "$ceiling" "$READY_MS" "$PEAK_RSS_KB" "$steal" "$fixed" >>"$RESULTS" <<'PY'
 import json, sys
-label, rate, ceiling, ready, rss, line = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), sys.argv[6]
+label, rate, ceiling, ready, rss, steal, line = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), float(sys.argv[6]), sys.argv[7]
 r = json.loads(line)
-r.update(db=label, concurrency=None, fixed_rate=rate, ceiling=ceiling, ready_ms=ready, peak_rss_mb=round(rss / 1024, 1))
+r.update(db=label, concurrency=None, fixed_rate=rate, ceiling=ceiling, ready_ms=ready, peak_rss_mb=round(rss / 1024, 1), steal_pct=steal)
 print(json.dumps(r))
 PY
   echo "    peak RSS $((PEAK_RSS_KB / 1024)) MB"
 }
 
 echo "==> SQLite ceiling"
+(cd "$SHARED/bench/ceiling/sqlite-ceiling" && cargo build --release -q 2>/dev/null)
+snap=$(cpu_snap)
 SQLITE_CEILING=$(cd "$SHARED/bench/ceiling/sqlite-ceiling" && SECS=$SECS cargo run --release -q 2>/dev/null | sed -n 's/.*orders_per_s=\([0-9]*\).*/\1/p')
-echo "    ${SQLITE_CEILING} orders/s"
+echo "    ${SQLITE_CEILING} orders/s (steal $(steal_since "$snap") %)"
 TMP=$(mktemp -d)
 sweep sqlite "sqlite://$TMP/bench.db" "$SQLITE_CEILING"
 rm -rf "$TMP"
@@ -107,8 +127,9 @@ if [ -n "$PG_URL" ]; then
   echo "==> PostgreSQL ceiling"
   psql -q "$base/postgres" -c "DROP DATABASE IF EXISTS ceiling" -c "CREATE DATABASE ceiling"
   psql -q "$base/ceiling" -f "$SHARED/bench/ceiling/schema.sql" >/dev/null
+  snap=$(cpu_snap)
   PG_CEILING=$(pgbench -n -M extended -c 16 -j 2 -T "$SECS" -f "$SHARED/bench/ceiling/order.pgbench" "$base/ceiling" 2>/dev/null | sed -n 's/^tps = \([0-9.]*\).*/\1/p' | head -1)
-  echo "    ${PG_CEILING} orders/s"
+  echo "    ${PG_CEILING} orders/s (steal $(steal_since "$snap") %)"
   psql -q "$base/postgres" -c "CREATE DATABASE $db"
   sweep postgres "$base/$db" "$PG_CEILING"
   psql -q "$base/postgres" -c "DROP DATABASE IF EXISTS $db" -c "DROP DATABASE IF EXISTS ceiling" || true

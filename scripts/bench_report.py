@@ -7,14 +7,14 @@ from pathlib import Path
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 out = Path(sys.argv[2])
 
-lines = ["| database | mode | clients | orders/s | p50 ms | p99 ms | ceiling orders/s | service ÷ ceiling | peak RSS MB | ready ms |",
-         "|---|---|---|---|---|---|---|---|---|---|"]
+lines = ["| database | mode | clients | orders/s | p50 ms | p99 ms | ceiling orders/s | service ÷ ceiling | peak RSS MB | ready ms | CPU stolen % |",
+         "|---|---|---|---|---|---|---|---|---|---|---|"]
 for r in rows:
     mode = "closed loop" if r["mode"] == "closed-loop" else f"fixed {r.get('fixed_rate', 0):.0f}/s"
     ratio = f"{r['orders_per_s'] / r['ceiling']:.2f}" if r.get("ceiling") else "–"
     lines.append(
         f"| {r['db']} | {mode} | {r.get('concurrency') or '–'} | {r['orders_per_s']:.0f} | {r['latency_ms']['p50']:.2f} | "
-        f"{r['latency_ms']['p99']:.2f} | {r.get('ceiling') or 0:.0f} | {ratio} | {r.get('peak_rss_mb', '–')} | {r.get('ready_ms', '–')} |"
+        f"{r['latency_ms']['p99']:.2f} | {r.get('ceiling') or 0:.0f} | {ratio} | {r.get('peak_rss_mb', '–')} | {r.get('ready_ms', '–')} | {r.get('steal_pct', '–')} |"
     )
 table = "\n".join(lines)
 (out / "results.md").write_text(table + "\n")

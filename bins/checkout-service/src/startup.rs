@@ -146,8 +146,8 @@ async fn seed_demo_catalog(stock: &dyn StockAdmin) -> anyhow::Result<()> {
 /// HTTP worker threads when `server.workers` is 0: one per core, but one
 /// core fewer beside SQLite's writer thread. Every order waits for that one
 /// thread, and an HTTP worker on every core preempts it: on 2 cores one
-/// worker took about a seventh more orders at 16 clients than two
-/// (docs/performance.md). On PostgreSQL, whose writers are the server's
+/// worker took about a tenth more orders at 4 and 16 clients than two, and
+/// as many at 64 (docs/performance.md). On PostgreSQL, whose writers are the server's
 /// processes, the two did the same.
 fn default_http_workers(cores: usize, writer_thread: bool) -> usize {
     if writer_thread {
