@@ -16,6 +16,14 @@ for r in rows:
         f"| {r['db']} | {mode} | {r.get('concurrency') or '–'} | {r['orders_per_s']:.0f} | {r['latency_ms']['p50']:.2f} | "
         f"{r['latency_ms']['p99']:.2f} | {r.get('ceiling') or 0:.0f} | {ratio} | {r.get('peak_rss_mb', '–')} | {r.get('ready_ms', '–')} | {r.get('steal_pct', '–')} |"
     )
+ceilings = {}
+for r in rows:
+    if r.get("ceiling_runs"):
+        ceilings.setdefault(r["db"], r["ceiling_runs"])
+if ceilings:
+    lines.append("")
+    lines.append("Ceilings, before / after each sweep (the ratios use the higher): " + "; ".join(
+        f"{db} {b:.0f} / {a:.0f} orders/s" for db, (b, a) in ceilings.items()))
 table = "\n".join(lines)
 (out / "results.md").write_text(table + "\n")
 print(table)
