@@ -63,9 +63,9 @@ stop_service() {
   kill -TERM "$PID" && wait "$PID" || true
 }
 
-# sweep DB_LABEL DB_URL CEILING
+# sweep DB_LABEL DB_URL (the ceiling joins its rows afterwards, settle_ceiling)
 sweep() {
-  local label=$1 url=$2 ceiling=$3
+  local label=$1 url=$2
   echo "==> $label: service on $url"
   start_service "$url"
   echo "    ready in ${READY_MS} ms"
@@ -84,11 +84,11 @@ sweep() {
     line=$("$LOAD" --url "$URL" --books 1000 --concurrency "$c" --duration "$SECS" --warmup 1 --json)
     steal=$(steal_since "$snap")
     echo "    c=$c (steal $steal %) $line"
-    python3 - "$label" "$c" "$ceiling" "$READY_MS" "$steal" "$line" >>"$RESULTS" <<'PY'
+    python3 - "$label" "$c" "$READY_MS" "$steal" "$line" >>"$RESULTS" <<'PY'
 import json, sys
-label, c, ceiling, ready, steal, line = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5]), sys.argv[6]
+label, c, ready, steal, line = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), sys.argv[5]
 r = json.loads(line)
-r.update(db=label, concurrency=c, ceiling=ceiling, ratio=(r["orders_per_s"] / ceiling if ceiling else None), ready_ms=ready, steal_pct=steal)
+r.update(db=label, concurrency=c, ready_ms=ready, steal_pct=steal)
 print(json.dumps(r))
 PY
   done
@@ -102,11 +102,11 @@ PY
   steal=$(steal_since "$snap")
   echo "    fixed rate $rate/s (steal $steal %): $fixed"
   stop_service
-  python3 - "$label" "$rate" "$ceiling" "$READY_MS" "$PEAK_RSS_KB" "$steal" "$fixed" >>"$RESULTS" <<'PY'
+  python3 - "$label" "$rate" "$READY_MS" "$PEAK_RSS_KB" "$steal" "$fixed" >>"$RESULTS" <<'PY'
 import json, sys
-label, rate, ceiling, ready, rss, steal, line = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), float(sys.argv[6]), sys.argv[7]
+label, rate, ready, rss, steal, line = sys.argv[1], float(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5]), sys.argv[6]
 r = json.loads(line)
-r.update(db=label, concurrency=None, fixed_rate=rate, ceiling=ceiling, ready_ms=ready, peak_rss_mb=round(rss / 1024, 1), steal_pct=steal)
+r.update(db=label, concurrency=None, fixed_rate=rate, ready_ms=ready, peak_rss_mb=round(rss / 1024, 1), steal_pct=steal)
 print(json.dumps(r))
 PY
   echo "    peak RSS $((PEAK_RSS_KB / 1024)) MB"
@@ -136,7 +136,8 @@ pg_ceiling() {
   echo "$value"
 }
 
-# settle_ceiling LABEL BEFORE AFTER: the label's rows take the higher one.
+# settle_ceiling LABEL BEFORE AFTER: the label's rows take the higher one
+# and their ratio to it.
 settle_ceiling() {
   python3 - "$RESULTS" "$1" "$2" "$3" <<'PY'
 import json, sys
@@ -154,7 +155,7 @@ echo "==> SQLite"
 (cd "$SHARED/bench/ceiling/sqlite-ceiling" && cargo build --release -q 2>/dev/null)
 before=$(sqlite_ceiling)
 TMP=$(mktemp -d)
-sweep sqlite "sqlite://$TMP/bench.db" "$before"
+sweep sqlite "sqlite://$TMP/bench.db"
 rm -rf "$TMP"
 after=$(sqlite_ceiling)
 settle_ceiling sqlite "$before" "$after"
@@ -166,7 +167,7 @@ if [ -n "$PG_URL" ]; then
   echo "==> PostgreSQL"
   before=$(pg_ceiling)
   psql -q "$base/postgres" -c "CREATE DATABASE $db"
-  sweep postgres "$base/$db" "$before"
+  sweep postgres "$base/$db"
   psql -q "$base/postgres" -c "DROP DATABASE IF EXISTS $db" || true
   after=$(pg_ceiling)
   settle_ceiling postgres "$before" "$after"

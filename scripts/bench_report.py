@@ -11,7 +11,7 @@ lines = ["| database | mode | clients | orders/s | p50 ms | p99 ms | ceiling ord
          "|---|---|---|---|---|---|---|---|---|---|---|"]
 for r in rows:
     mode = "closed loop" if r["mode"] == "closed-loop" else f"fixed {r.get('fixed_rate', 0):.0f}/s"
-    ratio = f"{r['orders_per_s'] / r['ceiling']:.2f}" if r.get("ceiling") else "–"
+    ratio = f"{r['ratio']:.2f}" if r.get("ratio") is not None else "–"
     lines.append(
         f"| {r['db']} | {mode} | {r.get('concurrency') or '–'} | {r['orders_per_s']:.0f} | {r['latency_ms']['p50']:.2f} | "
         f"{r['latency_ms']['p99']:.2f} | {r.get('ceiling') or 0:.0f} | {ratio} | {r.get('peak_rss_mb', '–')} | {r.get('ready_ms', '–')} | {r.get('steal_pct', '–')} |"

@@ -147,8 +147,8 @@ async fn seed_demo_catalog(stock: &dyn StockAdmin) -> anyhow::Result<()> {
 /// core fewer beside SQLite's writer thread. Every order waits for that one
 /// thread, and an HTTP worker on every core preempts it: on 2 cores one
 /// worker took about a tenth more orders at 4 and 16 clients than two, and
-/// as many at 64 (docs/performance.md). On PostgreSQL, whose writers are the server's
-/// processes, the two did the same.
+/// as many at 64 (docs/performance.md). On PostgreSQL, whose writers are
+/// the server's processes, the two did the same.
 fn default_http_workers(cores: usize, writer_thread: bool) -> usize {
     if writer_thread {
         cores.saturating_sub(1).max(1)
