@@ -118,7 +118,8 @@ const UP: &[&str] = &[
     // GET /orders/{id}/audit.
     "CREATE INDEX audit_log_order ON audit_log (order_id, id)",
     // The transactional outbox: events written with the change that raised
-    // them, published afterwards by the relay.
+    // them, published afterwards by the relay. (Keyed by order and sequence
+    // instead of by id since m20261203_000005_outbox_key.)
     r#"CREATE TABLE outbox (
         -- Derived from (order, sequence) by the domain: a re-published event
         -- keeps its id, so consumers can de-duplicate.

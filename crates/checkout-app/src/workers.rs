@@ -281,7 +281,7 @@ impl OutboxRelay {
                     Err(SinkError::Unavailable("sink returned no result".into()))
                 });
                 match result {
-                    Ok(()) => published.push(record.id),
+                    Ok(()) => published.push(record.key()),
                     Err(e) => {
                         failed.insert(record.order_id);
                         let attempts = record.attempts + 1;
@@ -295,7 +295,7 @@ impl OutboxRelay {
                             metrics::counter!(m::OUTBOX_PARKED).increment(1);
                         }
                         self.outbox
-                            .record_failure(record.id, &e.to_string(), park, retry_at)
+                            .record_failure(record.key(), &e.to_string(), park, retry_at)
                             .await?;
                     }
                 }

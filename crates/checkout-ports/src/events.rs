@@ -26,6 +26,29 @@ pub struct OutboxRecord {
     pub attempts: u32,
 }
 
+impl OutboxRecord {
+    /// How the relay refers to this event when it reports back.
+    pub fn key(&self) -> OutboxKey {
+        OutboxKey {
+            order_id: self.order_id,
+            sequence: self.sequence,
+        }
+    }
+}
+
+/// An outbox event as the relay reports on it: its order and its place in
+/// the order's sequence, which together determine its id.
+///
+/// Stores key the outbox this way rather than by event id: an event id is
+/// a hash (stable, for consumers to de-duplicate on), and an index on
+/// hashes puts every new event on a random page, where order ids grow with
+/// time and keep an order's events together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct OutboxKey {
+    pub order_id: OrderId,
+    pub sequence: u32,
+}
+
 /// How far behind the relay is.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct OutboxStats {
@@ -53,7 +76,7 @@ pub trait OutboxStore: Send + Sync {
     /// Marks events published.
     async fn mark_published(
         &self,
-        ids: &[EventId],
+        events: &[OutboxKey],
         at: OffsetDateTime,
     ) -> Result<(), RepositoryError>;
 
@@ -61,7 +84,7 @@ pub trait OutboxStore: Send + Sync {
     /// poison event), otherwise it is retried after `retry_at`.
     async fn record_failure(
         &self,
-        id: EventId,
+        event: OutboxKey,
         error: &str,
         park: bool,
         retry_at: OffsetDateTime,

@@ -16,7 +16,7 @@ pub mod repository;
 pub mod webhooks;
 
 pub use clock::{Clock, IdGenerator, SystemClock, UuidGenerator};
-pub use events::{EventSink, OutboxRecord, OutboxStats, OutboxStore, SinkError};
+pub use events::{EventSink, OutboxKey, OutboxRecord, OutboxStats, OutboxStore, SinkError};
 pub use idempotency::{IdempotencyBegin, IdempotencyError, IdempotencyStore, StoredResponse};
 pub use inventory::{
     InventoryError, InventoryPort, Reservation, ReservationLine, ReservationRequest, ReserveLine,

@@ -10,14 +10,15 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use checkout_domain::{
-    AuditEntry, BookId, EventId, IdempotencyKey, Money, Order, OrderChange, OrderId, OrderState,
+    AuditEntry, BookId, IdempotencyKey, Money, Order, OrderChange, OrderId, OrderState,
     PriceMismatch, PricingProblem, RefundId, ReservationId, ReservationStatus, UnavailableItem,
 };
 use checkout_ports::{
     IdempotencyBegin, IdempotencyError, IdempotencyStore, InventoryError, InventoryPort,
-    LedgerError, NewRefund, OrderPage, OrderQuery, OrderRepository, OrderStockLedger, OutboxRecord,
-    OutboxStats, OutboxStore, Refund, RefundRecordStatus, RepositoryError, Reservation,
-    ReservationLine, ReservationRequest, StockAdmin, StockEffect, StockItem, StoredResponse,
+    LedgerError, NewRefund, OrderPage, OrderQuery, OrderRepository, OrderStockLedger, OutboxKey,
+    OutboxRecord, OutboxStats, OutboxStore, Refund, RefundRecordStatus, RepositoryError,
+    Reservation, ReservationLine, ReservationRequest, StockAdmin, StockEffect, StockItem,
+    StoredResponse,
 };
 use time::OffsetDateTime;
 
@@ -674,11 +675,15 @@ impl OutboxStore for MemoryStore {
 
     async fn mark_published(
         &self,
-        ids: &[EventId],
+        events: &[OutboxKey],
         at: OffsetDateTime,
     ) -> Result<(), RepositoryError> {
         let mut s = self.lock();
-        for row in s.outbox.iter_mut().filter(|r| ids.contains(&r.record.id)) {
+        for row in s
+            .outbox
+            .iter_mut()
+            .filter(|r| events.contains(&r.record.key()))
+        {
             row.published_at = Some(at);
             row.claimed_until = None;
         }
@@ -687,7 +692,7 @@ impl OutboxStore for MemoryStore {
 
     async fn record_failure(
         &self,
-        id: EventId,
+        event: OutboxKey,
         _error: &str,
         park: bool,
         retry_at: OffsetDateTime,
@@ -696,7 +701,7 @@ impl OutboxStore for MemoryStore {
         let row = s
             .outbox
             .iter_mut()
-            .find(|r| r.record.id == id)
+            .find(|r| r.record.key() == event)
             .ok_or(RepositoryError::NotFound)?;
         row.record.attempts += 1;
         row.parked = park;

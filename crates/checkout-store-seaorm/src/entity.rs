@@ -98,9 +98,10 @@ pub(crate) mod outbox {
     #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
     #[sea_orm(table_name = "outbox")]
     pub struct Model {
-        #[sea_orm(primary_key, auto_increment = false)]
         pub id: Uuid,
+        #[sea_orm(primary_key, auto_increment = false)]
         pub order_id: Uuid,
+        #[sea_orm(primary_key, auto_increment = false)]
         pub sequence: i64,
         pub event_type: String,
         pub payload: String,

@@ -535,8 +535,12 @@ pub(crate) mod plan_check {
     /// where it hangs (`SubPlan`, `Inner`, …).
     #[derive(Debug, Default)]
     pub(crate) struct PlanNode {
+        pub(crate) node_type: Option<String>,
         pub(crate) relation: Option<String>,
         pub(crate) index: Option<String>,
+        /// What an index is searched for; `None` on a node that reads a
+        /// whole index.
+        pub(crate) index_cond: Option<String>,
         pub(crate) join_type: Option<String>,
         pub(crate) parent: Option<String>,
     }
@@ -544,8 +548,10 @@ pub(crate) mod plan_check {
     fn collect(node: &serde_json::Value, out: &mut Vec<PlanNode>) {
         let text = |k: &str| node[k].as_str().map(str::to_owned);
         out.push(PlanNode {
+            node_type: text("Node Type"),
             relation: text("Relation Name"),
             index: text("Index Name"),
+            index_cond: text("Index Cond"),
             join_type: text("Join Type"),
             parent: text("Parent Relationship"),
         });

@@ -15,9 +15,8 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use checkout_domain::EventId;
-use checkout_ports::{OutboxRecord, OutboxStats, OutboxStore, RepositoryError};
-use sea_orm::{ConnectionTrait, FromQueryResult};
+use checkout_ports::{OutboxKey, OutboxRecord, OutboxStats, OutboxStore, RepositoryError};
+use sea_orm::{ConnectionTrait, DbBackend, FromQueryResult, Value};
 use time::OffsetDateTime;
 use tracing::{debug, instrument};
 use uuid::Uuid;
@@ -63,6 +62,27 @@ fn without_gaps(candidates: Vec<Candidate>) -> Vec<Candidate> {
         }
     }
     out
+}
+
+/// Appends a condition that holds for exactly the events `keys` (order,
+/// sequence). That pair is the outbox's primary key, so each event is one
+/// index probe whatever the planner's statistics say. PostgreSQL turns a
+/// row-value `IN` list into one probe per row; SQLite takes row values on
+/// the right of `IN` only from a subquery, and probes the key with each row
+/// of a `VALUES` list.
+fn push_keys(sql: &mut Sql, backend: DbBackend, keys: impl IntoIterator<Item = (Uuid, i64)>) {
+    let rows = keys
+        .into_iter()
+        .map(|(order_id, sequence)| vec![Value::from(order_id), Value::from(sequence)]);
+    sql.push("(order_id, sequence) IN (");
+    if backend == DbBackend::Sqlite {
+        sql.push("VALUES ");
+    }
+    sql.rows(rows).push(")");
+}
+
+fn key_values(key: &OutboxKey) -> (Uuid, i64) {
+    (key.order_id.as_uuid(), i64::from(key.sequence))
 }
 
 fn record(c: &Candidate) -> Result<OutboxRecord, RepositoryError> {
@@ -140,6 +160,12 @@ impl SeaOrmStore {
 
     /// Leases `batch` until `until`: each event only while it is still
     /// claimable at `now`, so the rows changed say whether all of it was.
+    ///
+    /// "Pending" is spelt `COALESCE(published_at, parked_at) IS NULL` so
+    /// that it does not imply `outbox_unpublished`'s predicate. On a table
+    /// without statistics PostgreSQL guesses that partial index holds a
+    /// handful of rows and would read all of it — the whole backlog — in
+    /// place of one probe of the key per event.
     fn claim(
         &self,
         batch: &[Candidate],
@@ -149,14 +175,25 @@ impl SeaOrmStore {
         let mut claim = Sql::new("UPDATE outbox SET claimed_until = ");
         claim.bind(micros(until));
         let now_p = claim.param(micros(now));
-        claim
-            .push(&format!(
-                " WHERE published_at IS NULL AND parked_at IS NULL \
+        claim.push(&format!(
+            " WHERE COALESCE(published_at, parked_at) IS NULL \
                  AND (claimed_until IS NULL OR claimed_until <= {now_p}) \
-                 AND (next_attempt_at IS NULL OR next_attempt_at <= {now_p}) AND id IN "
-            ))
-            .list(batch.iter().map(|c| c.id));
+                 AND (next_attempt_at IS NULL OR next_attempt_at <= {now_p}) AND "
+        ));
+        push_keys(
+            &mut claim,
+            self.db_backend(),
+            batch.iter().map(|c| (c.order_id, c.sequence)),
+        );
         claim.build(self.db_backend())
+    }
+
+    /// Marks `events` published at `at`.
+    fn published(&self, events: &[OutboxKey], at: OffsetDateTime) -> sea_orm::Statement {
+        let mut sql = Sql::new("UPDATE outbox SET claimed_until = NULL, published_at = ");
+        sql.bind(micros(at)).push(" WHERE ");
+        push_keys(&mut sql, self.db_backend(), events.iter().map(key_values));
+        sql.build(self.db_backend())
     }
 }
 
@@ -208,23 +245,19 @@ impl OutboxStore for SeaOrmStore {
 
     async fn mark_published(
         &self,
-        ids: &[EventId],
+        events: &[OutboxKey],
         at: OffsetDateTime,
     ) -> Result<(), RepositoryError> {
-        if ids.is_empty() {
+        if events.is_empty() {
             return Ok(());
         }
-        let mut sql = Sql::new("UPDATE outbox SET claimed_until = NULL, published_at = ");
-        sql.bind(micros(at))
-            .push(" WHERE id IN ")
-            .list(ids.iter().map(EventId::as_uuid));
-        self.exec_write(sql.build(self.db_backend())).await.repo()?;
+        self.exec_write(self.published(events, at)).await.repo()?;
         Ok(())
     }
 
     async fn record_failure(
         &self,
-        id: EventId,
+        event: OutboxKey,
         error: &str,
         park: bool,
         retry_at: OffsetDateTime,
@@ -238,14 +271,16 @@ impl OutboxStore for SeaOrmStore {
             .bind(parked_at)
             .push(", next_attempt_at = ")
             .bind(micros(retry_at))
-            .push(" WHERE id = ")
-            .bind(id.as_uuid());
+            .push(" WHERE order_id = ")
+            .bind(event.order_id.as_uuid())
+            .push(" AND sequence = ")
+            .bind(i64::from(event.sequence));
         let done = self.exec_write(sql.build(self.db_backend())).await.repo()?;
         if done == 0 {
             return Err(RepositoryError::NotFound);
         }
         if park {
-            tracing::warn!(event_id = %id, error, "outbox event parked");
+            tracing::warn!(order_id = %event.order_id, sequence = event.sequence, error, "outbox event parked");
         }
         Ok(())
     }
@@ -305,6 +340,8 @@ impl OutboxStore for SeaOrmStore {
 
 #[cfg(test)]
 mod tests {
+    use sea_orm::TransactionTrait;
+
     use super::*;
 
     fn c(order: u128, sequence: i64, pending_before: i64) -> Candidate {
@@ -361,5 +398,112 @@ mod tests {
             .count();
         assert_eq!(look_backs, 2, "{plan}");
         db.finish().await;
+    }
+
+    /// The relay's "published" mark and claim of `n` events.
+    fn relay_statements(store: &SeaOrmStore, n: u32) -> [sea_orm::Statement; 2] {
+        let now = OffsetDateTime::now_utc();
+        let candidates: Vec<Candidate> = (1..=n)
+            .map(|i| Candidate {
+                order_id: Uuid::now_v7(),
+                sequence: i64::from(i % 5 + 1),
+                ..c(0, 0, 0)
+            })
+            .collect();
+        let keys: Vec<OutboxKey> = candidates
+            .iter()
+            .map(|c| OutboxKey {
+                order_id: checkout_domain::OrderId::from_uuid(c.order_id),
+                sequence: u32::try_from(c.sequence).unwrap(),
+            })
+            .collect();
+        [
+            store.published(&keys, now),
+            store.claim(&candidates, now, now),
+        ]
+    }
+
+    /// The relay's claim and its "published" mark find each event by the
+    /// outbox's key, (order, sequence), never by scanning the outbox —
+    /// also on a database without statistics, where a scan of a large
+    /// outbox per relay batch would be the relay falling behind.
+    #[tokio::test]
+    async fn postgres_addresses_events_by_their_key() {
+        let Some(db) = crate::plan_check::FreshPostgres::new().await else {
+            return;
+        };
+        // An outbox of 50,000 events (of orders that are not there: the
+        // plan does not depend on them), never analysed.
+        let txn = db.store.writer.begin().await.unwrap();
+        for sql in [
+            "SET LOCAL session_replication_role = replica",
+            "INSERT INTO outbox (id, order_id, sequence, event_type, payload, occurred_at) \
+             SELECT gen_random_uuid(), gen_random_uuid(), 1, 'order.created', repeat('x', 600), 0 \
+             FROM generate_series(1, 50000)",
+        ] {
+            txn.execute_unprepared(sql).await.unwrap();
+        }
+        txn.commit().await.unwrap();
+        for st in relay_statements(&db.store, 200) {
+            let values = st.values.clone().map(|v| v.0).unwrap_or_default();
+            let (nodes, plan) = db.plan(&st.sql, values).await;
+            assert!(
+                nodes
+                    .iter()
+                    .all(|n| n.node_type.as_deref() != Some("Seq Scan")),
+                "{plan}"
+            );
+            assert!(
+                nodes
+                    .iter()
+                    .any(|n| n.index.as_deref() == Some("outbox_pkey")),
+                "{plan}"
+            );
+            assert!(
+                nodes
+                    .iter()
+                    .all(|n| n.index.is_none() || n.index_cond.is_some()),
+                "{plan}"
+            );
+        }
+        db.finish().await;
+    }
+
+    /// The same on SQLite, where a row value's `IN` takes a `VALUES` list:
+    /// each row is a search of the key, not a scan of the table.
+    #[tokio::test]
+    async fn sqlite_addresses_events_by_their_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/plan.db?mode=rwc", dir.path().display());
+        let store = SeaOrmStore::connect(&url, crate::StoreOptions::default())
+            .await
+            .unwrap();
+        store.migrate().await.unwrap();
+        for st in relay_statements(&store, 3) {
+            let values = st.values.clone().map(|v| v.0).unwrap_or_default();
+            let rows = store
+                .reader
+                .query_all_raw(sea_orm::Statement::from_sql_and_values(
+                    DbBackend::Sqlite,
+                    format!("EXPLAIN QUERY PLAN {}", st.sql),
+                    values,
+                ))
+                .await
+                .unwrap();
+            let details: Vec<String> = rows
+                .iter()
+                .map(|r| r.try_get_by_index::<String>(3).unwrap())
+                .collect();
+            assert!(
+                details.iter().any(|d| d.starts_with("SEARCH outbox USING")
+                    && d.contains("(order_id=? AND sequence=?)")),
+                "{details:?}"
+            );
+            assert!(
+                !details.iter().any(|d| d.starts_with("SCAN outbox")),
+                "{details:?}"
+            );
+        }
+        store.close().await.unwrap();
     }
 }

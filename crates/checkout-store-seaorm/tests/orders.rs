@@ -14,9 +14,10 @@ use checkout_domain::{
 };
 use checkout_migrations::{Migrator, MigratorTrait};
 use checkout_ports::{
-    IdempotencyBegin, IdempotencyStore, NewRefund, OrderQuery, OrderRepository, OutboxStore,
-    RefundRecordStatus, RepositoryError, StoredResponse,
+    IdempotencyBegin, IdempotencyStore, NewRefund, OrderQuery, OrderRepository, OutboxKey,
+    OutboxRecord, OutboxStore, RefundRecordStatus, RepositoryError, StoredResponse,
 };
+use sea_orm::ConnectionTrait;
 use support::{TestDb, assert_same_order, ctx, full_order, order_id, placed, secs, t0, usd};
 use uuid::Uuid;
 
@@ -699,11 +700,11 @@ both!(
 
         // Publish a's first two; the third fails and is retried later.
         db.store
-            .mark_published(&[batch[0].id, batch[1].id], now)
+            .mark_published(&[batch[0].key(), batch[1].key()], now)
             .await
             .unwrap();
         db.store
-            .record_failure(batch[2].id, "broker down", false, now + secs(60))
+            .record_failure(batch[2].key(), "broker down", false, now + secs(60))
             .await
             .unwrap();
         // Not before its retry time, and a's 4th stays behind it.
@@ -725,7 +726,7 @@ both!(
 
         // Parking the 3rd lets the 4th through alone once its lease is over.
         db.store
-            .record_failure(retry[0].id, "poison", true, now + secs(61))
+            .record_failure(retry[0].key(), "poison", true, now + secs(61))
             .await
             .unwrap();
         let after_park = db.store.claim_batch(10, now + secs(200), 30).await.unwrap();
@@ -740,7 +741,7 @@ both!(
         assert_eq!(stats.pending, 5);
 
         // Everything published, then purged by age.
-        let ids: Vec<_> = after_park.iter().map(|r| r.id).collect();
+        let ids: Vec<_> = after_park.iter().map(OutboxRecord::key).collect();
         db.store
             .mark_published(&ids, now + secs(200))
             .await
@@ -760,7 +761,10 @@ both!(
         assert!(matches!(
             db.store
                 .record_failure(
-                    checkout_domain::EventId::from_uuid(Uuid::now_v7()),
+                    OutboxKey {
+                        order_id: a.id(),
+                        sequence: 99,
+                    },
                     "x",
                     false,
                     now
@@ -818,6 +822,62 @@ both!(migrations_go_up_down_and_up_again, |db| {
     create_placed(&db, 1, "cust-1").await;
 });
 
+/// How many of `columns` make up the outbox's primary key.
+async fn outbox_key_columns(db: &TestDb, columns: &str) -> i64 {
+    let sql = match db.backend() {
+        checkout_store_seaorm::Backend::Sqlite => format!(
+            "SELECT COUNT(*) FROM pragma_table_info('outbox') WHERE pk > 0 AND name IN ({columns})"
+        ),
+        checkout_store_seaorm::Backend::Postgres => format!(
+            "SELECT COUNT(*) FROM pg_index i JOIN pg_attribute a \
+             ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) \
+             WHERE i.indrelid = 'outbox'::regclass AND i.indisprimary AND a.attname IN ({columns})"
+        ),
+    };
+    db.scalar(&sql).await
+}
+
+both!(outbox_key_migration_keeps_every_event, |db| {
+    let first = create_placed(&db, 1, "cust-1").await;
+    let events = db.count("outbox").await;
+    assert!(events > 0);
+    assert_eq!(outbox_key_columns(&db, "'order_id', 'sequence'").await, 2);
+    assert_eq!(outbox_key_columns(&db, "'id'").await, 0);
+    let conn = sea_orm::Database::connect(db.url.as_str()).await.unwrap();
+
+    // Back to the id as the key, and forward again: nothing is lost.
+    Migrator::down(&conn, Some(1)).await.unwrap();
+    assert_eq!(outbox_key_columns(&db, "'id'").await, 1);
+    assert_eq!(db.count("outbox").await, events);
+    Migrator::up(&conn, None).await.unwrap();
+    conn.close().await.unwrap();
+    assert_eq!(outbox_key_columns(&db, "'order_id', 'sequence'").await, 2);
+    assert_eq!(outbox_key_columns(&db, "'id'").await, 0);
+    assert_eq!(db.count("outbox").await, events);
+
+    // The events from before, and new ones, are relayed as usual; a second
+    // event of one order at the same sequence is still refused.
+    let second = create_placed(&db, 2, "cust-2").await;
+    let batch = db.store.claim_batch(100, t0(), 30).await.unwrap();
+    assert_eq!(
+        batch.iter().filter(|r| r.order_id == first.id()).count() as i64,
+        events
+    );
+    assert!(batch.iter().any(|r| r.order_id == second.id()));
+    let keys: Vec<_> = batch.iter().map(OutboxRecord::key).collect();
+    db.store.mark_published(&keys, t0()).await.unwrap();
+    assert_eq!(db.store.stats(t0()).await.unwrap().pending, 0);
+    let duplicate = db
+        .raw
+        .execute_unprepared(
+            "INSERT INTO outbox (id, order_id, sequence, event_type, payload, occurred_at) \
+             SELECT id, order_id, sequence, event_type, payload, occurred_at FROM outbox \
+             WHERE sequence = 1",
+        )
+        .await;
+    assert!(duplicate.is_err(), "{duplicate:?}");
+});
+
 #[tokio::test]
 async fn in_memory_sqlite_and_bad_urls() {
     use checkout_store_seaorm::{SeaOrmStore, StoreError, StoreOptions};
@@ -864,6 +924,6 @@ async fn postgres_migrations_are_serialised_between_instances() {
     let (ra, rb) = tokio::join!(a.migrate(), b.migrate());
     ra.unwrap();
     rb.unwrap();
-    assert_eq!(db.count("seaql_migrations").await, 4);
+    assert_eq!(db.count("seaql_migrations").await, 5);
     db.finish().await;
 }
