@@ -49,6 +49,14 @@ enum Command {
     },
 }
 
+/// Every request allocates and frees many short-lived buffers (SQL text and
+/// its bound values, JSON, headers) on whichever worker runs it; glibc's
+/// allocator spent about a third of the HTTP workers' CPU on them
+/// (docs/performance.md). SQLite's own allocations stay with the C
+/// library's allocator.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
