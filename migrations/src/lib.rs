@@ -70,11 +70,12 @@ pub fn render(backend: sea_orm::DbBackend, sql: &str) -> String {
 }
 
 /// Runs `statements` in order, each rendered for the connection's backend.
-async fn run(manager: &SchemaManager<'_>, statements: &[&str]) -> Result<(), DbErr> {
+async fn run(manager: &SchemaManager<'_>, statements: &[impl AsRef<str>]) -> Result<(), DbErr> {
     let backend = manager.get_database_backend();
     let conn = manager.get_connection();
     for sql in statements {
-        conn.execute_unprepared(&render(backend, sql)).await?;
+        conn.execute_unprepared(&render(backend, sql.as_ref()))
+            .await?;
     }
     Ok(())
 }

@@ -23,8 +23,10 @@ pub struct Migration;
 const COLUMNS: &str = "id, order_id, sequence, event_type, payload, occurred_at, published_at, \
      attempts, last_error, parked_at, claimed_until, next_attempt_at";
 
-/// The table as it is after this migration (and, with `{key}` replaced, as
-/// it was before it); see the first migration for each column's reason.
+/// The outbox table, named `{name}`, with the key constraint on `id`
+/// (`{id_key}`) and on `(order_id, sequence)` (`{order_key}`) left open:
+/// `""` and `PRIMARY KEY` after this migration, `PRIMARY KEY` and `UNIQUE`
+/// before it. The first migration gives each column's reason.
 const TABLE: &str = r#"CREATE TABLE {name} (
         id {uuid} NOT NULL {id_key},
         order_id {uuid} NOT NULL REFERENCES orders (id) ON DELETE CASCADE,
@@ -85,8 +87,7 @@ impl MigrationTrait for Migration {
             ],
             _ => sqlite_rebuild("", "PRIMARY KEY"),
         };
-        let refs: Vec<&str> = statements.iter().map(String::as_str).collect();
-        crate::run(manager, &refs).await
+        crate::run(manager, &statements).await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
@@ -99,7 +100,6 @@ impl MigrationTrait for Migration {
             ],
             _ => sqlite_rebuild("PRIMARY KEY", "UNIQUE"),
         };
-        let refs: Vec<&str> = statements.iter().map(String::as_str).collect();
-        crate::run(manager, &refs).await
+        crate::run(manager, &statements).await
     }
 }

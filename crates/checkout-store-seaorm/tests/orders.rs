@@ -875,7 +875,11 @@ both!(outbox_key_migration_keeps_every_event, |db| {
              WHERE sequence = 1",
         )
         .await;
-    assert!(duplicate.is_err(), "{duplicate:?}");
+    let refused = duplicate.expect_err("a second event at the same sequence");
+    assert!(
+        refused.to_string().to_lowercase().contains("unique"),
+        "{refused}"
+    );
 });
 
 #[tokio::test]
