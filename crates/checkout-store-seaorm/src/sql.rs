@@ -1,6 +1,8 @@
 //! Building SQL statements with bound values, the same text for both
 //! backends: `$n` placeholders, which PostgreSQL and SQLite (through sqlx)
-//! both accept.
+//! both accept. The SQLite ledger thread respells them `?n` before running
+//! them (`sqlite_ledger::numbered_placeholders`), which SQLite binds by
+//! number instead of by name.
 
 use sea_orm::{ConnectionTrait, DbBackend, DbErr, QueryResult, Statement, Value};
 use time::OffsetDateTime;
