@@ -283,8 +283,8 @@ fn run_checked(db: &Connection, tasks: &[Task]) -> Result<Vec<u64>, String> {
     }
 }
 
-/// `text` with its `$n` placeholders spelt `?n`, outside quoted literals
-/// and names.
+/// `text` with its `$n` placeholders spelt `?n`, outside `'…'` literals and
+/// `"…"` names (the only quoting the store's SQL uses).
 ///
 /// SQLite gives `?n` the index `n`, so the ledger thread binds value `n`
 /// at index `n` without asking the statement for names. A `$n` is a
