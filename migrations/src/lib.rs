@@ -35,6 +35,7 @@ mod m20261125_000002_payments;
 mod m20261125_000003_idempotency;
 mod m20261125_000004_local_stock;
 mod m20261203_000005_outbox_key;
+mod m20261203_000006_outbox_fillfactor;
 
 /// Applies and rolls back the checkout schema.
 #[derive(Debug, Clone, Copy, Default)]
@@ -49,6 +50,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000003_idempotency::Migration),
             Box::new(m20261125_000004_local_stock::Migration),
             Box::new(m20261203_000005_outbox_key::Migration),
+            Box::new(m20261203_000006_outbox_fillfactor::Migration),
         ]
     }
 }
