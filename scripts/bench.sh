@@ -7,7 +7,9 @@
 # the database's sweep, the higher counting) and reports the
 # ratio service ÷ ceiling, the service's peak RSS, its start-to-ready time
 # and, for every step, the share of CPU time the hypervisor gave elsewhere
-# ("steal"), which says whether two runs can be compared.
+# ("steal"), which says whether two runs can be compared, and the CPU time
+# an order cost the machine (and the service alone): unlike orders/s, that
+# barely moves with the steal, so it compares runs that orders/s cannot.
 #
 # Environment: BENCH_SECONDS (per step, default 10), BENCH_CONCURRENCY
 # (default "1 4 16 64"), BENCH_OUT (default bench-results/), BENCH_ANALYZE
@@ -32,13 +34,25 @@ LOAD="$CARGO_TARGET_DIR/release/checkout-load"
 # CPU time the hypervisor gave to others while a step ran ("steal"), in %
 # of the machine's time: a shared virtual machine's speed changes with its
 # neighbours, and a run with steal is not comparable with one without.
-cpu_snap() { awk '/^cpu / { t = 0; for (i = 2; i <= 9; i++) t += $i; print t, $9 }' /proc/stat; }
+# A snapshot is "all steal busy" in clock ticks; busy is user, nice, system
+# and interrupt time (not idle, I/O wait or steal).
+cpu_snap() { awk '/^cpu / { t = 0; for (i = 2; i <= 9; i++) t += $i; print t, $9, $2 + $3 + $4 + $7 + $8 }' /proc/stat; }
 steal_since() {
   local t0 s0 t1 s1
-  read -r t0 s0 <<<"$1"
-  read -r t1 s1 < <(cpu_snap)
+  read -r t0 s0 _ <<<"$1"
+  read -r t1 s1 _ < <(cpu_snap)
   awk -v d="$((t1 - t0))" -v s="$((s1 - s0))" 'BEGIN { printf "%.1f", (d > 0 ? 100 * s / d : 0) }'
 }
+HZ=$(getconf CLK_TCK)
+# busy_ms_since SNAP: the machine's busy CPU time since SNAP, in ms.
+busy_ms_since() {
+  local b0 b1
+  read -r _ _ b0 <<<"$1"
+  read -r _ _ b1 < <(cpu_snap)
+  echo $(( (b1 - b0) * 1000 / HZ ))
+}
+# cpu_ms PID: the process's CPU time (user + system) so far, in ms.
+cpu_ms() { awk -v hz="$HZ" '{ print int(($14 + $15) * 1000 / hz) }' "/proc/$1/stat"; }
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
@@ -63,6 +77,24 @@ stop_service() {
   kill -TERM "$PID" && wait "$PID" || true
 }
 
+# step_row LABEL CONCURRENCY RATE STEAL BUSY_MS SERVICE_MS LOAD_JSON: one
+# line of results.jsonl (CONCURRENCY or RATE is `null`; the peak RSS is
+# known once the service stops, so the fixed-rate row, the last, has it).
+step_row() {
+  python3 - "$@" "$READY_MS" "${PEAK_RSS_KB:-}" <<'PY'
+import json, sys
+label, c, rate, steal, busy, svc, line, ready, rss = sys.argv[1:10]
+r = json.loads(line)
+orders = r["requests"]
+r.update(db=label, concurrency=json.loads(c), ready_ms=int(ready), steal_pct=float(steal),
+         cpu_ms_per_order=round(int(busy) / orders, 3) if orders else None,
+         service_cpu_ms_per_order=round(int(svc) / orders, 3) if orders else None)
+if json.loads(rate) is not None:
+    r.update(fixed_rate=float(rate), peak_rss_mb=round(int(rss) / 1024, 1))
+print(json.dumps(r))
+PY
+}
+
 # sweep DB_LABEL DB_URL (the ceiling joins its rows afterwards, settle_ceiling)
 sweep() {
   local label=$1 url=$2
@@ -78,37 +110,34 @@ sweep() {
     postgres*) [ "${BENCH_ANALYZE:-1}" = 0 ] || psql -q "$url" -c ANALYZE ;;
   esac
   for c in $LEVELS; do
-    local line
-    local snap steal
+    local line snap steal busy svc0 svc
+    # A second's warm-up of its own, so that the CPU counted below is the
+    # CPU of exactly the orders counted.
+    "$LOAD" --url "$URL" --books 1000 --concurrency "$c" --duration 1 --warmup 0 --json >/dev/null
     snap=$(cpu_snap)
-    line=$("$LOAD" --url "$URL" --books 1000 --concurrency "$c" --duration "$SECS" --warmup 1 --json)
+    svc0=$(cpu_ms "$PID")
+    line=$("$LOAD" --url "$URL" --books 1000 --concurrency "$c" --duration "$SECS" --warmup 0 --json)
     steal=$(steal_since "$snap")
-    echo "    c=$c (steal $steal %) $line"
-    python3 - "$label" "$c" "$READY_MS" "$steal" "$line" >>"$RESULTS" <<'PY'
-import json, sys
-label, c, ready, steal, line = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), sys.argv[5]
-r = json.loads(line)
-r.update(db=label, concurrency=c, ready_ms=ready, steal_pct=steal)
-print(json.dumps(r))
-PY
+    busy=$(busy_ms_since "$snap")
+    svc=$(( $(cpu_ms "$PID") - svc0 ))
+    echo "    c=$c (steal $steal %, CPU $busy ms, service $svc ms) $line"
+    step_row "$label" "$c" null "$steal" "$busy" "$svc" "$line" >>"$RESULTS"
   done
   # p99 at 80 % of the peak rate, fixed-rate mode.
   local peak
   peak=$(python3 -c "import json,sys; print(max(json.loads(l)['orders_per_s'] for l in open('$RESULTS') if json.loads(l)['db']=='$label' and json.loads(l)['mode']=='closed-loop'))")
   local rate; rate=$(python3 -c "print(round($peak*0.8))")
-  local fixed snap steal
+  local fixed snap steal busy svc0 svc
+  "$LOAD" --url "$URL" --books 1000 --concurrency 64 --rate "$rate" --duration 1 --warmup 0 --json >/dev/null
   snap=$(cpu_snap)
-  fixed=$("$LOAD" --url "$URL" --books 1000 --concurrency 64 --rate "$rate" --duration "$SECS" --warmup 1 --json)
+  svc0=$(cpu_ms "$PID")
+  fixed=$("$LOAD" --url "$URL" --books 1000 --concurrency 64 --rate "$rate" --duration "$SECS" --warmup 0 --json)
   steal=$(steal_since "$snap")
-  echo "    fixed rate $rate/s (steal $steal %): $fixed"
+  busy=$(busy_ms_since "$snap")
+  svc=$(( $(cpu_ms "$PID") - svc0 ))
+  echo "    fixed rate $rate/s (steal $steal %, CPU $busy ms, service $svc ms): $fixed"
   stop_service
-  python3 - "$label" "$rate" "$READY_MS" "$PEAK_RSS_KB" "$steal" "$fixed" >>"$RESULTS" <<'PY'
-import json, sys
-label, rate, ready, rss, steal, line = sys.argv[1], float(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5]), sys.argv[6]
-r = json.loads(line)
-r.update(db=label, concurrency=None, fixed_rate=rate, ready_ms=ready, peak_rss_mb=round(rss / 1024, 1), steal_pct=steal)
-print(json.dumps(r))
-PY
+  step_row "$label" null "$rate" "$steal" "$busy" "$svc" "$fixed" >>"$RESULTS"
   echo "    peak RSS $((PEAK_RSS_KB / 1024)) MB"
 }
 
@@ -116,37 +145,53 @@ PY
 # higher of the two: a ceiling measured while the hypervisor took CPU for
 # others would flatter the service.
 sqlite_ceiling() {
-  local snap value
+  local snap out value orders
   snap=$(cpu_snap)
-  value=$(cd "$SHARED/bench/ceiling/sqlite-ceiling" && SECS=$SECS cargo run --release -q 2>/dev/null | sed -n 's/.*orders_per_s=\([0-9]*\).*/\1/p')
-  echo "    SQLite ceiling ${value} orders/s (steal $(steal_since "$snap") %)" >&2
-  echo "$value"
+  out=$(SECS=$SECS "$CARGO_TARGET_DIR/release/sqlite-ceiling")
+  value=$(sed -n 's/.*orders_per_s=\([0-9]*\).*/\1/p' <<<"$out")
+  orders=$(sed -n 's/.* orders=\([0-9]*\).*/\1/p' <<<"$out")
+  per_order "$value" "$orders" "$(busy_ms_since "$snap")" "SQLite" "$(steal_since "$snap")"
+}
+
+# per_order ORDERS_PER_S ORDERS BUSY_MS NAME STEAL: reports a ceiling run and
+# prints "orders/s CPU-ms-per-order".
+per_order() {
+  local cpu
+  cpu=$(awk -v b="$3" -v n="$2" 'BEGIN { printf "%.3f", (n > 0 ? b / n : 0) }')
+  echo "    $4 ceiling $1 orders/s, CPU $cpu ms an order (steal $5 %)" >&2
+  echo "$1 $cpu"
 }
 
 pg_ceiling() {
   local PGOPTIONS="-c client_min_messages=warning"
   export PGOPTIONS
-  local snap value
+  local snap out value orders
   psql -q "$base/postgres" -c "DROP DATABASE IF EXISTS ceiling" -c "CREATE DATABASE ceiling"
   psql -q "$base/ceiling" -f "$SHARED/bench/ceiling/schema.sql" >/dev/null 2>&1
   snap=$(cpu_snap)
-  value=$(pgbench -n -M extended -c 16 -j 2 -T "$SECS" -f "$SHARED/bench/ceiling/order.pgbench" "$base/ceiling" 2>/dev/null | sed -n 's/^tps = \([0-9.]*\).*/\1/p' | head -1)
-  echo "    PostgreSQL ceiling ${value} orders/s (steal $(steal_since "$snap") %)" >&2
+  out=$(pgbench -n -M extended -c 16 -j 2 -T "$SECS" -f "$SHARED/bench/ceiling/order.pgbench" "$base/ceiling" 2>/dev/null)
+  value=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' <<<"$out" | head -1)
+  orders=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' <<<"$out")
+  per_order "$value" "$orders" "$(busy_ms_since "$snap")" "PostgreSQL" "$(steal_since "$snap")"
   psql -q "$base/postgres" -c "DROP DATABASE IF EXISTS ceiling"
-  echo "$value"
 }
 
-# settle_ceiling LABEL BEFORE AFTER: the label's rows take the higher one
-# and their ratio to it.
+# settle_ceiling LABEL BEFORE AFTER (each "orders/s CPU-ms-per-order"): the
+# label's rows take the higher rate and their ratio to it, and the ratio of
+# that run's CPU per order to theirs.
 settle_ceiling() {
   python3 - "$RESULTS" "$1" "$2" "$3" <<'PY'
 import json, sys
-path, label, before, after = sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4])
+path, label = sys.argv[1], sys.argv[2]
+runs = [tuple(float(x) for x in arg.split()) for arg in sys.argv[3:5]]
+rate, cpu = max(runs)
 rows = [json.loads(l) for l in open(path) if l.strip()]
 for r in rows:
     if r["db"] == label:
-        r.update(ceiling=max(before, after), ceiling_runs=[before, after])
-        r["ratio"] = r["orders_per_s"] / r["ceiling"] if r["ceiling"] else None
+        r.update(ceiling=rate, ceiling_runs=[x for x, _ in runs], ceiling_cpu_ms_per_order=cpu)
+        r["ratio"] = r["orders_per_s"] / rate if rate else None
+        mine = r.get("cpu_ms_per_order")
+        r["cpu_ratio"] = cpu / mine if mine else None
 open(path, "w").write("".join(json.dumps(r) + "\n" for r in rows))
 PY
 }

@@ -7,23 +7,28 @@ from pathlib import Path
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 out = Path(sys.argv[2])
 
-lines = ["| database | mode | clients | orders/s | p50 ms | p99 ms | ceiling orders/s | service ÷ ceiling | peak RSS MB | ready ms | CPU stolen % |",
-         "|---|---|---|---|---|---|---|---|---|---|---|"]
+lines = ["| database | mode | clients | orders/s | p50 ms | p99 ms | ceiling orders/s | service ÷ ceiling | CPU ms an order, machine / service | ceiling's CPU ÷ machine's | peak RSS MB | ready ms | CPU stolen % |",
+         "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
 for r in rows:
     mode = "closed loop" if r["mode"] == "closed-loop" else f"fixed {r.get('fixed_rate', 0):.0f}/s"
     ratio = f"{r['ratio']:.2f}" if r.get("ratio") is not None else "–"
+    cpu = (f"{r['cpu_ms_per_order']:.2f} / {r['service_cpu_ms_per_order']:.2f}"
+           if r.get("cpu_ms_per_order") is not None else "–")
+    cpu_ratio = f"{r['cpu_ratio']:.2f}" if r.get("cpu_ratio") is not None else "–"
     lines.append(
         f"| {r['db']} | {mode} | {r.get('concurrency') or '–'} | {r['orders_per_s']:.0f} | {r['latency_ms']['p50']:.2f} | "
-        f"{r['latency_ms']['p99']:.2f} | {r.get('ceiling') or 0:.0f} | {ratio} | {r.get('peak_rss_mb', '–')} | {r.get('ready_ms', '–')} | {r.get('steal_pct', '–')} |"
+        f"{r['latency_ms']['p99']:.2f} | {r.get('ceiling') or 0:.0f} | {ratio} | {cpu} | {cpu_ratio} | "
+        f"{r.get('peak_rss_mb', '–')} | {r.get('ready_ms', '–')} | {r.get('steal_pct', '–')} |"
     )
 ceilings = {}
 for r in rows:
     if r.get("ceiling_runs"):
-        ceilings.setdefault(r["db"], r["ceiling_runs"])
+        ceilings.setdefault(r["db"], (r["ceiling_runs"], r.get("ceiling_cpu_ms_per_order")))
 if ceilings:
     lines.append("")
     lines.append("Ceilings, before / after each sweep (the ratios use the higher): " + "; ".join(
-        f"{db} {b:.0f} / {a:.0f} orders/s" for db, (b, a) in ceilings.items()))
+        f"{db} {b:.0f} / {a:.0f} orders/s" + (f", the higher at {cpu:.2f} ms of CPU an order" if cpu else "")
+        for db, ((b, a), cpu) in ceilings.items()))
 table = "\n".join(lines)
 (out / "results.md").write_text(table + "\n")
 print(table)
