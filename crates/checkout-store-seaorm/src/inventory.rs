@@ -24,7 +24,7 @@ use checkout_ports::{
 };
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, FromQueryResult, QueryFilter,
-    QueryOrder, QueryResult,
+    QueryOrder, QueryResult, Value,
 };
 use time::OffsetDateTime;
 use tracing::{debug, instrument};
@@ -130,14 +130,21 @@ impl SeaOrmStore {
         ]);
     }
 
-    /// Appends the statements that take the units of `req`: one
-    /// conditional update per book, in book order (a stable lock order on
-    /// PostgreSQL), each a gate that also checks the catalog row is in the
-    /// order's currency (and, for a quoted reservation, still at the quoted
-    /// price) and returns the price it reserved at ([`STOCK_TAKEN`]); then
-    /// the reservation row (when `new_row`) and its lines. No read comes
-    /// first: `finish_reserve` works out what went wrong, if anything,
-    /// from the rows that came back. Returns the units wanted per book.
+    /// Appends the statements that take the units of `req`: a conditional
+    /// update of each book's stock row that also checks the catalog row is
+    /// in the order's currency (and, for a quoted reservation, still at the
+    /// quoted price) and returns the price it reserved at
+    /// ([`STOCK_TAKEN`]); then the reservation row (when `new_row`) and its
+    /// lines. No read comes first: `finish_reserve` works out what went
+    /// wrong, if anything, from the rows that came back. Returns the units
+    /// wanted per book.
+    ///
+    /// On PostgreSQL, where each statement is a round trip, several books
+    /// are taken by one statement that first locks their rows in book
+    /// order (a stable lock order, so two orders sharing books cannot
+    /// deadlock); it is a gate that returns a row per book taken. Otherwise
+    /// (one book, or SQLite's single call) it is one gate per book, in book
+    /// order.
     fn push_reserve(
         batch: &mut Batch,
         req: &ReservationRequest,
@@ -149,11 +156,12 @@ impl SeaOrmStore {
         for line in &req.lines {
             *wanted.entry(line.book_id.as_str()).or_default() += line.quantity.get();
         }
+        let mut takes = Vec::with_capacity(wanted.len());
         for (book, q) in &wanted {
             let quoted = match quote {
                 Quote::Catalog => None,
                 Quote::Quoted(prices) => match prices.iter().find(|(b, _)| b.as_str() == *book) {
-                    Some((_, price)) => Some(*price),
+                    Some((_, price)) => Some(price.to_minor_units()),
                     None => {
                         return Err(InventoryError::Pricing(PricingProblem::UnknownBooks(vec![
                             BookId::parse(*book)
@@ -162,23 +170,14 @@ impl SeaOrmStore {
                     }
                 },
             };
-            let sql = batch.gate();
-            let q_param = sql.param(i64::from(*q));
-            sql.push(&format!(
-                "UPDATE stock SET available = available - {q_param}, \
-                 reserved = reserved + {q_param}, updated_at = "
-            ))
-            .bind(now)
-            .push(" WHERE book_id = ")
-            .bind(*book)
-            .push(&format!(" AND available >= {q_param} AND currency = "))
-            .bind(req.currency.code());
-            if let Some(price) = quoted {
-                sql.push(" AND price_minor = ").bind(price.to_minor_units());
+            takes.push((*book, *q, quoted));
+        }
+        if batch.statements_are_round_trips() && takes.len() > 1 {
+            Self::push_take_all(batch, req.currency.code(), &takes, now);
+        } else {
+            for &(book, quantity, quoted) in &takes {
+                Self::push_take(batch, req, book, quantity, quoted, now);
             }
-            sql.push(&format!(
-                " RETURNING CAST({STOCK_TAKEN} AS BIGINT), book_id, price_minor"
-            ));
         }
         if new_row {
             Self::push_reservation_row(batch.insert(), req);
@@ -207,6 +206,72 @@ impl SeaOrmStore {
                 .push(&format!(", price_minor FROM stock WHERE book_id = {book}"));
         }
         Ok(wanted.into_iter().map(|(b, q)| (b.to_owned(), q)).collect())
+    }
+
+    /// The take of one book's units (see `push_reserve`): a gate.
+    fn push_take(
+        batch: &mut Batch,
+        req: &ReservationRequest,
+        book: &str,
+        quantity: u32,
+        quoted: Option<i64>,
+        now: i64,
+    ) {
+        let sql = batch.gate();
+        let q = sql.param(i64::from(quantity));
+        sql.push(&format!(
+            "UPDATE stock SET available = available - {q}, reserved = reserved + {q}, updated_at = "
+        ))
+        .bind(now)
+        .push(" WHERE book_id = ")
+        .bind(book)
+        .push(&format!(" AND available >= {q} AND currency = "))
+        .bind(req.currency.code());
+        if let Some(price) = quoted {
+            sql.push(" AND price_minor = ").bind(price);
+        }
+        sql.push(&format!(
+            " RETURNING CAST({STOCK_TAKEN} AS BIGINT), book_id, price_minor"
+        ));
+    }
+
+    /// PostgreSQL's take of every book of a reservation in one statement
+    /// (see `push_reserve`): `takes` is (book, units, quoted price) in book
+    /// order. The rows are locked by the `MATERIALIZED` part in book order
+    /// before the update can reach any of them: a row is updated only once
+    /// the lock has returned it, and the lock returns rows in order.
+    fn push_take_all(
+        batch: &mut Batch,
+        currency: &str,
+        takes: &[(&str, u32, Option<i64>)],
+        now: i64,
+    ) {
+        let sql = batch.gate();
+        sql.push("WITH locked AS MATERIALIZED (SELECT book_id FROM stock WHERE book_id IN ")
+            .list(takes.iter().map(|(book, _, _)| *book))
+            .push(
+                " ORDER BY book_id FOR UPDATE) UPDATE stock SET available = available - w.q, \
+                 reserved = reserved + w.q, updated_at = ",
+            )
+            .bind(now)
+            .push(" FROM (VALUES ")
+            .rows(takes.iter().map(|(book, q, quoted)| {
+                vec![
+                    Value::from(*book),
+                    Value::from(i64::from(*q)),
+                    Value::from(*quoted),
+                ]
+            }))
+            .push(
+                ") AS w (book_id, q, price) WHERE stock.book_id = w.book_id \
+                 AND stock.book_id IN (SELECT book_id FROM locked) \
+                 AND stock.available >= w.q \
+                 AND (w.price IS NULL OR stock.price_minor = w.price) AND stock.currency = ",
+            )
+            .bind(currency)
+            .push(&format!(
+                " RETURNING CAST({STOCK_TAKEN} AS BIGINT), stock.book_id, stock.price_minor"
+            ));
     }
 
     /// Reads what a batch of `push_reserve` returned: the reservation when
@@ -1074,6 +1139,35 @@ mod tests {
                 .all(|n| n.index.as_deref() == Some("stock_pkey")),
             "{plan}"
         );
+        db.finish().await;
+    }
+
+    /// A reservation's take of all its books, on a database without
+    /// statistics, reads `stock` only by its key: both the lock in book
+    /// order and the update.
+    #[tokio::test]
+    async fn postgres_takes_a_reservations_books_by_key() {
+        let Some(db) = crate::plan_check::FreshPostgres::new().await else {
+            return;
+        };
+        let mut batch = Batch::new(DbBackend::Postgres);
+        let takes = [("bk-1", 1, None), ("bk-2", 2, Some(1_250))];
+        SeaOrmStore::push_take_all(&mut batch, "USD", &takes, 0);
+        let (take, values) = batch.into_statements().into_iter().next().unwrap();
+        let (nodes, plan) = db.plan(&take, values).await;
+        let scans = |kind: &str| {
+            nodes
+                .iter()
+                .filter(|n| n.node_type.as_deref() == Some(kind))
+                .filter(|n| n.relation.as_deref() == Some("stock"))
+                .count()
+        };
+        assert_eq!(scans("Seq Scan"), 0, "{plan}");
+        let by_key = nodes
+            .iter()
+            .filter(|n| n.index.as_deref() == Some("stock_pkey"))
+            .count();
+        assert_eq!(by_key, 2, "{plan}");
         db.finish().await;
     }
 }

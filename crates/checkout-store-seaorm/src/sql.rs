@@ -201,6 +201,12 @@ impl Batch {
         self.start(true)
     }
 
+    /// Whether every statement is a round trip of its own (PostgreSQL),
+    /// so that one statement doing the work of several saves round trips.
+    pub(crate) fn statements_are_round_trips(&self) -> bool {
+        self.chain_inserts
+    }
+
     /// Runs the statements, stopping at the first error (and, on
     /// PostgreSQL, after a gate that returned no row); returns every row
     /// the statements returned, in order.
