@@ -39,6 +39,15 @@ use crate::sql::{
 };
 use crate::sqlite_ledger::{Expect, Outcome, Statements};
 
+/// One book's part of a reservation: the units to take and, for a quoted
+/// reservation, the price (minor units) the book must still cost.
+#[derive(Debug, Clone, Copy)]
+struct Take<'a> {
+    book: &'a str,
+    units: u32,
+    quoted: Option<i64>,
+}
+
 fn unexpected(e: RepositoryError) -> InventoryError {
     InventoryError::Unexpected(e.to_string())
 }
@@ -170,13 +179,17 @@ impl SeaOrmStore {
                     }
                 },
             };
-            takes.push((*book, *q, quoted));
+            takes.push(Take {
+                book,
+                units: *q,
+                quoted,
+            });
         }
         if batch.statements_are_round_trips() && takes.len() > 1 {
             Self::push_take_all(batch, req.currency.code(), &takes, now);
         } else {
-            for &(book, quantity, quoted) in &takes {
-                Self::push_take(batch, req, book, quantity, quoted, now);
+            for take in &takes {
+                Self::push_take(batch, req.currency.code(), take, now);
             }
         }
         if new_row {
@@ -209,25 +222,18 @@ impl SeaOrmStore {
     }
 
     /// The take of one book's units (see `push_reserve`): a gate.
-    fn push_take(
-        batch: &mut Batch,
-        req: &ReservationRequest,
-        book: &str,
-        quantity: u32,
-        quoted: Option<i64>,
-        now: i64,
-    ) {
+    fn push_take(batch: &mut Batch, currency: &str, take: &Take<'_>, now: i64) {
         let sql = batch.gate();
-        let q = sql.param(i64::from(quantity));
+        let q = sql.param(i64::from(take.units));
         sql.push(&format!(
             "UPDATE stock SET available = available - {q}, reserved = reserved + {q}, updated_at = "
         ))
         .bind(now)
         .push(" WHERE book_id = ")
-        .bind(book)
+        .bind(take.book)
         .push(&format!(" AND available >= {q} AND currency = "))
-        .bind(req.currency.code());
-        if let Some(price) = quoted {
+        .bind(currency);
+        if let Some(price) = take.quoted {
             sql.push(" AND price_minor = ").bind(price);
         }
         sql.push(&format!(
@@ -236,30 +242,24 @@ impl SeaOrmStore {
     }
 
     /// PostgreSQL's take of every book of a reservation in one statement
-    /// (see `push_reserve`): `takes` is (book, units, quoted price) in book
-    /// order. The rows are locked by the `MATERIALIZED` part in book order
+    /// (see `push_reserve`): `takes` in book order. The rows are locked by the `MATERIALIZED` part in book order
     /// before the update can reach any of them: a row is updated only once
     /// the lock has returned it, and the lock returns rows in order.
-    fn push_take_all(
-        batch: &mut Batch,
-        currency: &str,
-        takes: &[(&str, u32, Option<i64>)],
-        now: i64,
-    ) {
+    fn push_take_all(batch: &mut Batch, currency: &str, takes: &[Take<'_>], now: i64) {
         let sql = batch.gate();
         sql.push("WITH locked AS MATERIALIZED (SELECT book_id FROM stock WHERE book_id IN ")
-            .list(takes.iter().map(|(book, _, _)| *book))
+            .list(takes.iter().map(|t| t.book))
             .push(
                 " ORDER BY book_id FOR UPDATE) UPDATE stock SET available = available - w.q, \
                  reserved = reserved + w.q, updated_at = ",
             )
             .bind(now)
             .push(" FROM (VALUES ")
-            .rows(takes.iter().map(|(book, q, quoted)| {
+            .rows(takes.iter().map(|t| {
                 vec![
-                    Value::from(*book),
-                    Value::from(i64::from(*q)),
-                    Value::from(*quoted),
+                    Value::from(t.book),
+                    Value::from(i64::from(t.units)),
+                    Value::from(t.quoted),
                 ]
             }))
             .push(
@@ -1151,7 +1151,18 @@ mod tests {
             return;
         };
         let mut batch = Batch::new(DbBackend::Postgres);
-        let takes = [("bk-1", 1, None), ("bk-2", 2, Some(1_250))];
+        let takes = [
+            Take {
+                book: "bk-1",
+                units: 1,
+                quoted: None,
+            },
+            Take {
+                book: "bk-2",
+                units: 2,
+                quoted: Some(1_250),
+            },
+        ];
         SeaOrmStore::push_take_all(&mut batch, "USD", &takes, 0);
         let (take, values) = batch.into_statements().into_iter().next().unwrap();
         let (nodes, plan) = db.plan(&take, values).await;
