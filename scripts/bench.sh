@@ -77,6 +77,21 @@ stop_service() {
   kill -TERM "$PID" && wait "$PID" || true
 }
 
+# measure_step LOAD_ARGS...: a second's warm-up of its own, then the step
+# itself, so that the CPU counted is the CPU of exactly the orders counted.
+# Sets STEP_LINE (the load generator's JSON), STEP_STEAL (%), STEP_BUSY and
+# STEP_SVC (the machine's and the service's CPU time, ms).
+measure_step() {
+  "$LOAD" --url "$URL" --books 1000 "$@" --duration 1 --warmup 0 --json >/dev/null
+  local snap svc0
+  snap=$(cpu_snap)
+  svc0=$(cpu_ms "$PID")
+  STEP_LINE=$("$LOAD" --url "$URL" --books 1000 "$@" --duration "$SECS" --warmup 0 --json)
+  STEP_STEAL=$(steal_since "$snap")
+  STEP_BUSY=$(busy_ms_since "$snap")
+  STEP_SVC=$(( $(cpu_ms "$PID") - svc0 ))
+}
+
 # step_row LABEL CONCURRENCY RATE STEAL BUSY_MS SERVICE_MS LOAD_JSON: one
 # line of results.jsonl (CONCURRENCY or RATE is `null`; the peak RSS is
 # known once the service stops, so the fixed-rate row, the last, has it).
@@ -110,34 +125,18 @@ sweep() {
     postgres*) [ "${BENCH_ANALYZE:-1}" = 0 ] || psql -q "$url" -c ANALYZE ;;
   esac
   for c in $LEVELS; do
-    local line snap steal busy svc0 svc
-    # A second's warm-up of its own, so that the CPU counted below is the
-    # CPU of exactly the orders counted.
-    "$LOAD" --url "$URL" --books 1000 --concurrency "$c" --duration 1 --warmup 0 --json >/dev/null
-    snap=$(cpu_snap)
-    svc0=$(cpu_ms "$PID")
-    line=$("$LOAD" --url "$URL" --books 1000 --concurrency "$c" --duration "$SECS" --warmup 0 --json)
-    steal=$(steal_since "$snap")
-    busy=$(busy_ms_since "$snap")
-    svc=$(( $(cpu_ms "$PID") - svc0 ))
-    echo "    c=$c (steal $steal %, CPU $busy ms, service $svc ms) $line"
-    step_row "$label" "$c" null "$steal" "$busy" "$svc" "$line" >>"$RESULTS"
+    measure_step --concurrency "$c"
+    echo "    c=$c (steal $STEP_STEAL %, CPU $STEP_BUSY ms, service $STEP_SVC ms) $STEP_LINE"
+    step_row "$label" "$c" null "$STEP_STEAL" "$STEP_BUSY" "$STEP_SVC" "$STEP_LINE" >>"$RESULTS"
   done
   # p99 at 80 % of the peak rate, fixed-rate mode.
   local peak
   peak=$(python3 -c "import json,sys; print(max(json.loads(l)['orders_per_s'] for l in open('$RESULTS') if json.loads(l)['db']=='$label' and json.loads(l)['mode']=='closed-loop'))")
   local rate; rate=$(python3 -c "print(round($peak*0.8))")
-  local fixed snap steal busy svc0 svc
-  "$LOAD" --url "$URL" --books 1000 --concurrency 64 --rate "$rate" --duration 1 --warmup 0 --json >/dev/null
-  snap=$(cpu_snap)
-  svc0=$(cpu_ms "$PID")
-  fixed=$("$LOAD" --url "$URL" --books 1000 --concurrency 64 --rate "$rate" --duration "$SECS" --warmup 0 --json)
-  steal=$(steal_since "$snap")
-  busy=$(busy_ms_since "$snap")
-  svc=$(( $(cpu_ms "$PID") - svc0 ))
-  echo "    fixed rate $rate/s (steal $steal %, CPU $busy ms, service $svc ms): $fixed"
+  measure_step --concurrency 64 --rate "$rate"
+  echo "    fixed rate $rate/s (steal $STEP_STEAL %, CPU $STEP_BUSY ms, service $STEP_SVC ms): $STEP_LINE"
   stop_service
-  step_row "$label" null "$rate" "$steal" "$busy" "$svc" "$fixed" >>"$RESULTS"
+  step_row "$label" null "$rate" "$STEP_STEAL" "$STEP_BUSY" "$STEP_SVC" "$STEP_LINE" >>"$RESULTS"
   echo "    peak RSS $((PEAK_RSS_KB / 1024)) MB"
 }
 
