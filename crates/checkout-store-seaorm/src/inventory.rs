@@ -72,6 +72,22 @@ enum Adjust {
     Release,
 }
 
+impl Adjust {
+    /// The `SET` of the stock update, the units in `{from}.q`.
+    fn set(self, from: &str) -> String {
+        match self {
+            Adjust::Confirm => format!("reserved = reserved - {from}.q"),
+            Adjust::Release => {
+                format!("available = available + {from}.q, reserved = reserved - {from}.q")
+            }
+        }
+    }
+}
+
+/// What a stock take returns after its marker: the book and the price it
+/// was reserved at.
+const TAKEN_COLUMNS: &[&str] = &["book_id", "price_minor"];
+
 impl SeaOrmStore {
     /// A reservation with its lines, if it exists.
     async fn load_reservation<C: ConnectionTrait>(
@@ -192,15 +208,21 @@ impl SeaOrmStore {
                 Self::push_take(batch, req.currency.code(), take, now);
             }
         }
+        // On PostgreSQL the one take (of one or of every book) is a part of
+        // the statement the lines join, whose rows they read.
+        let taken = batch
+            .statements_are_round_trips()
+            .then(|| batch.part_name());
         if new_row {
-            Self::push_reservation_row(batch.insert(), req);
+            Self::push_reservation_row(batch.write(), req);
         }
         if req.lines.is_empty() {
             return Ok(Vec::new());
         }
-        // The lines, at the price each book was just reserved at (read from
-        // the stock rows the gates above updated, not from the inserts).
-        let sql = batch.insert();
+        // The lines, at the price each book was just reserved at: the take's
+        // own rows on PostgreSQL, the stock rows the gates above updated on
+        // SQLite (not the request's prices).
+        let sql = batch.write();
         sql.push(
             "INSERT INTO reservation_items (reservation_id, line_no, book_id, quantity, \
              unit_price_minor) ",
@@ -215,15 +237,20 @@ impl SeaOrmStore {
                 .push(", ")
                 .bind(i as i64 + 1)
                 .push(&format!(", {book}, "))
-                .bind(i64::from(line.quantity.get()))
-                .push(&format!(", price_minor FROM stock WHERE book_id = {book}"));
+                .bind(i64::from(line.quantity.get()));
+            match &taken {
+                Some(part) => sql.push(&format!(
+                    ", t.price_minor FROM {part} AS t WHERE t.book_id = {book}"
+                )),
+                None => sql.push(&format!(", price_minor FROM stock WHERE book_id = {book}")),
+            };
         }
         Ok(wanted.into_iter().map(|(b, q)| (b.to_owned(), q)).collect())
     }
 
     /// The take of one book's units (see `push_reserve`): a gate.
     fn push_take(batch: &mut Batch, currency: &str, take: &Take<'_>, now: i64) {
-        let sql = batch.gate();
+        let sql = batch.gate_returning(TAKEN_COLUMNS);
         let q = sql.param(i64::from(take.units));
         sql.push(&format!(
             "UPDATE stock SET available = available - {q}, reserved = reserved + {q}, updated_at = "
@@ -237,7 +264,7 @@ impl SeaOrmStore {
             sql.push(" AND price_minor = ").bind(price);
         }
         sql.push(&format!(
-            " RETURNING CAST({STOCK_TAKEN} AS BIGINT), book_id, price_minor"
+            " RETURNING CAST({STOCK_TAKEN} AS BIGINT) AS marker, book_id, price_minor"
         ));
     }
 
@@ -247,7 +274,7 @@ impl SeaOrmStore {
     /// them: a row is updated only once the lock has returned it, and the
     /// lock returns rows in order.
     fn push_take_all(batch: &mut Batch, currency: &str, takes: &[Take<'_>], now: i64) {
-        let sql = batch.gate();
+        let sql = batch.gate_returning(TAKEN_COLUMNS);
         sql.push("WITH locked AS MATERIALIZED (SELECT book_id FROM stock WHERE book_id IN ")
             .list(takes.iter().map(|t| t.book))
             .push(
@@ -271,7 +298,8 @@ impl SeaOrmStore {
             )
             .bind(currency)
             .push(&format!(
-                " RETURNING CAST({STOCK_TAKEN} AS BIGINT), stock.book_id, stock.price_minor"
+                " RETURNING CAST({STOCK_TAKEN} AS BIGINT) AS marker, stock.book_id, \
+                 stock.price_minor"
             ));
     }
 
@@ -336,36 +364,65 @@ impl SeaOrmStore {
     /// from `active` returns [`RESERVATION_SWITCHED`].
     ///
     /// The units must move only if this transaction made the switch. On
-    /// PostgreSQL the switch is a gate (the batch stops when it fails) and
-    /// locks the reservation, then the stock rows are locked in book order
-    /// and adjusted. On SQLite the whole batch runs in one call whatever
-    /// the gates say, so the units are moved first, by a statement that
-    /// only finds lines while the reservation is still active, and the
-    /// switch follows; the single writer holds the database throughout, so
-    /// the two see the same status.
-    fn push_effect(&self, batch: &mut Batch, effect: StockEffect) {
+    /// PostgreSQL the switch, the lock of the stock rows in book order and
+    /// their adjustment are parts of the save's one statement: the lock
+    /// finds the reservation's lines only if the switch returned its row,
+    /// and the adjustment moves the units of the rows the lock returned. On
+    /// SQLite the whole batch runs in one call whatever the gates say, so
+    /// the units are moved first, by a statement that only finds lines
+    /// while the reservation is still active, and the switch follows; the
+    /// single writer holds the database throughout, so the two see the same
+    /// status.
+    fn push_effect(batch: &mut Batch, effect: StockEffect) {
         let (id, to, adjust) = match effect {
             StockEffect::Confirm(id) => (id, "confirmed", Adjust::Confirm),
             StockEffect::Release(id) => (id, "released", Adjust::Release),
         };
+        let now = micros(OffsetDateTime::now_utc());
         let switch = |sql: &mut Sql| {
             sql.push("UPDATE reservations SET status = ")
                 .bind(to)
                 .push(", updated_at = ")
-                .bind(micros(OffsetDateTime::now_utc()))
+                .bind(now)
                 .push(" WHERE status = 'active' AND id = ")
                 .bind(id.as_uuid())
                 .push(&format!(
-                    " RETURNING CAST({RESERVATION_SWITCHED} AS BIGINT)"
+                    " RETURNING CAST({RESERVATION_SWITCHED} AS BIGINT) AS marker"
                 ));
         };
-        if self.is_postgres() {
-            switch(batch.gate());
-            Self::push_adjust(batch, &[id.as_uuid()], adjust, true, false);
-        } else {
+        if !batch.statements_are_round_trips() {
             Self::push_adjust(batch, &[id.as_uuid()], adjust, false, true);
             switch(batch.next());
+            return;
         }
+        switch(batch.gate());
+        let switched = batch.part_name();
+        batch
+            .lock()
+            .push(
+                "SELECT s.book_id, r.q FROM (SELECT book_id, CAST(SUM(quantity) AS BIGINT) AS q \
+                 FROM reservation_items WHERE reservation_id = ",
+            )
+            .bind(id.as_uuid())
+            .push(&format!(
+                " AND EXISTS (SELECT 1 FROM {switched}) GROUP BY book_id ORDER BY book_id) AS r \
+                 CROSS JOIN LATERAL (SELECT book_id FROM stock WHERE stock.book_id = r.book_id \
+                 FOR UPDATE) AS s"
+            ));
+        let locked = batch.part_name();
+        // The `= ANY` repeats the join for the planner: as a join alone, on a
+        // database without statistics, it scanned the whole stock table.
+        batch
+            .write()
+            .push(&format!(
+                "UPDATE stock SET {}, updated_at = ",
+                adjust.set("l")
+            ))
+            .bind(now)
+            .push(&format!(
+                " FROM {locked} AS l WHERE stock.book_id = l.book_id \
+                 AND stock.book_id = ANY (ARRAY(SELECT book_id FROM {locked}))"
+            ));
     }
 
     /// Appends the statements that move the units of `ids`' reservations:
@@ -392,10 +449,7 @@ impl SeaOrmStore {
                      WHERE stock.book_id = r.book_id FOR UPDATE) AS s",
                 );
         }
-        let set = match adjust {
-            Adjust::Confirm => "reserved = reserved - x.q",
-            Adjust::Release => "available = available + x.q, reserved = reserved - x.q",
-        };
+        let set = adjust.set("x");
         let active = if only_active {
             " AND reservation_id IN (SELECT id FROM reservations WHERE status = 'active')"
         } else {
@@ -853,7 +907,7 @@ impl SeaOrmStore {
         effect: StockEffect,
     ) -> Result<Batch, LedgerError> {
         Self::push_save(&mut batch, order, expected_version, changes)?;
-        self.push_effect(&mut batch, effect);
+        Self::push_effect(&mut batch, effect);
         Ok(batch)
     }
 
@@ -1140,6 +1194,39 @@ mod tests {
                 .all(|n| n.index.as_deref() == Some("stock_pkey")),
             "{plan}"
         );
+        db.finish().await;
+    }
+
+    /// A paid order's confirmation of its reservation, as parts of the
+    /// save's one statement on a database without statistics, reads
+    /// `stock` only by its key: the lock in book order and the update.
+    #[tokio::test]
+    async fn postgres_confirms_a_reservation_by_key_in_one_statement() {
+        let Some(db) = crate::plan_check::FreshPostgres::new().await else {
+            return;
+        };
+        let mut batch = Batch::new(DbBackend::Postgres);
+        SeaOrmStore::push_effect(
+            &mut batch,
+            StockEffect::Confirm(ReservationId::from_uuid(Uuid::now_v7())),
+        );
+        let statements = batch.into_statements();
+        assert_eq!(statements.len(), 1);
+        let (save, values) = statements.into_iter().next().unwrap();
+        assert!(save.contains("FOR UPDATE"), "{save}");
+        let (nodes, plan) = db.plan(&save, values).await;
+        assert!(
+            !nodes
+                .iter()
+                .any(|n| n.node_type.as_deref() == Some("Seq Scan")
+                    && n.relation.as_deref() == Some("stock")),
+            "{plan}"
+        );
+        let by_key = nodes
+            .iter()
+            .filter(|n| n.index.as_deref() == Some("stock_pkey"))
+            .count();
+        assert_eq!(by_key, 2, "{plan}");
         db.finish().await;
     }
 

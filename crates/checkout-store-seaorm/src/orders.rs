@@ -78,7 +78,7 @@ impl SeaOrmStore {
         changes: &[OrderChange],
     ) -> Result<(), RepositoryError> {
         batch
-            .insert()
+            .write()
             .push(&format!(
                 "INSERT INTO orders ({}) VALUES ",
                 ORDER_COLUMNS.join(", ")
@@ -87,7 +87,7 @@ impl SeaOrmStore {
         let items = convert::item_rows(order);
         if !items.is_empty() {
             batch
-                .insert()
+                .write()
                 .push(
                     "INSERT INTO order_items (order_id, line_no, book_id, quantity, \
                      unit_price_minor, expected_unit_price_minor) VALUES ",
@@ -138,7 +138,9 @@ impl SeaOrmStore {
             .bind(order.id().as_uuid())
             .push(" AND version = ")
             .bind(expected)
-            .push(&format!(" RETURNING CAST({ORDER_SAVED} AS BIGINT)"));
+            .push(&format!(
+                " RETURNING CAST({ORDER_SAVED} AS BIGINT) AS marker"
+            ));
         Self::push_changes(batch, order, changes);
         Ok(())
     }
@@ -220,7 +222,7 @@ impl SeaOrmStore {
     fn push_changes(batch: &mut Batch, order: &Order, changes: &[OrderChange]) {
         if !changes.is_empty() {
             batch
-                .insert()
+                .write()
                 .push(
                     "INSERT INTO audit_log (order_id, previous_state, new_state, reason, \
                      metadata, actor, at) VALUES ",
@@ -233,7 +235,7 @@ impl SeaOrmStore {
             .collect();
         if !events.is_empty() {
             batch
-                .insert()
+                .write()
                 .push(
                     "INSERT INTO outbox (id, order_id, sequence, event_type, payload, \
                      occurred_at) VALUES ",
@@ -242,7 +244,7 @@ impl SeaOrmStore {
         }
         if let Some(row) = convert::payment_row(order) {
             batch
-                .insert()
+                .write()
                 .push(
                     "INSERT INTO payment_attempts (order_id, attempt, provider, \
                      idempotency_key, intent_id, transaction_id, status, failure_code, \

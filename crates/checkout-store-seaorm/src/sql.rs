@@ -81,41 +81,70 @@ impl Sql {
 /// SQLite runs the whole batch as ONE call — its driver executes every
 /// statement of a string, each binding the shared `$n` it names — which
 /// saves a round trip to the database thread per statement on the single
-/// writer, the embedded mode's bottleneck. PostgreSQL's extended protocol
-/// takes one statement per call, so there they run one by one — except
-/// consecutive *inserts* ([`Batch::insert`]): plain inserts that return
-/// nothing and need nothing of each other before the statement ends (a
-/// foreign key is checked when it ends), which go to PostgreSQL as one
-/// statement, `WITH i1 AS (INSERT …), i2 AS (INSERT …) INSERT …`. Every
-/// part of such a statement runs exactly once, whether or not anything
-/// reads it, so the effect is that of the inserts run in turn.
+/// writer, the embedded mode's bottleneck.
 ///
-/// A *gate* is a statement whose `RETURNING` row says it did its job (a
-/// compare-and-set, a conditional stock update). On PostgreSQL the batch
-/// stops at a gate that returned nothing, so nothing after a failed check
-/// runs; on SQLite everything runs and the caller, finding the gate's row
-/// missing, drops the transaction — the same outcome, one call. Returned
-/// rows carry a marker in their first column (a `BIGINT`) saying which
-/// statement they come from.
+/// PostgreSQL's extended protocol takes one statement per call, so there a
+/// run of *parts* — gates ([`Batch::gate`]), writes ([`Batch::write`]) and
+/// locks ([`Batch::lock`]) — joins ONE statement, each part a `WITH` entry
+/// named `s1`, `s2`, … ([`Batch::part_name`]):
+/// `WITH s1 AS (UPDATE … RETURNING …), s2 AS (INSERT …) SELECT … FROM s1`.
+/// Every data-modifying part runs exactly once, to completion, whether or
+/// not anything reads it; all parts see the database as the statement found
+/// it, so a part that needs what an earlier one wrote reads that part's
+/// `RETURNING` rows by name, and a foreign key is checked when the
+/// statement ends. A statement started with [`Batch::next`] stands alone.
+///
+/// A *gate* is a part whose `RETURNING` rows say it did its job (a
+/// compare-and-set, a conditional stock update); its first column is the
+/// `BIGINT` `marker` saying which gate it is, then the columns it names
+/// (padded with `NULL` for gates without them). A batch returns every
+/// gate's rows. Writes after a gate run whether or not it passed — on
+/// SQLite in the same call, on PostgreSQL in the same statement — so the
+/// caller, finding a gate's row missing, drops the transaction; a write
+/// that must not happen unless a gate passed reads the gate's rows (on
+/// PostgreSQL) or its condition (on SQLite) itself.
 #[derive(Debug)]
 pub(crate) struct Batch {
+    /// SQLite: every statement in one string.
     merge: bool,
-    /// PostgreSQL: consecutive inserts share one statement.
-    chain_inserts: bool,
+    /// PostgreSQL: consecutive parts join one statement.
+    join: bool,
     current: Sql,
+    /// Whether the current statement returns gate rows.
     current_gate: bool,
-    /// Inserts of the current statement wrapped as `WITH` parts so far,
-    /// and where its last, unwrapped insert starts (`None` when the current
-    /// statement is not a run of inserts).
-    chain: Option<(usize, usize)>,
+    /// The parts of the current statement (PostgreSQL).
+    chain: Option<Chain>,
     done: Vec<(Sql, bool)>,
+}
+
+/// The parts of a PostgreSQL statement being joined: all but the last are
+/// wrapped as `WITH` entries already.
+#[derive(Debug)]
+struct Chain {
+    /// Parts so far, the last included (it is `s{parts}`).
+    parts: usize,
+    /// Where the last part's text starts.
+    last_start: usize,
+    /// Whether the last part is a lock (wrapped `MATERIALIZED`).
+    last_is_lock: bool,
+    /// The gates' part numbers, with the columns each returns after its
+    /// marker.
+    gates: Vec<(usize, &'static [&'static str])>,
+}
+
+/// What a part of a batch is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Part {
+    Gate(&'static [&'static str]),
+    Write,
+    Lock,
 }
 
 impl Batch {
     pub(crate) fn new(backend: DbBackend) -> Self {
         Self {
             merge: backend == DbBackend::Sqlite,
-            chain_inserts: backend == DbBackend::Postgres,
+            join: backend == DbBackend::Postgres,
             current: Sql::default(),
             current_gate: false,
             chain: None,
@@ -128,7 +157,7 @@ impl Batch {
     pub(crate) fn separate() -> Self {
         Self {
             merge: false,
-            chain_inserts: false,
+            join: false,
             current: Sql::default(),
             current_gate: false,
             chain: None,
@@ -138,86 +167,174 @@ impl Batch {
 
     /// The statements, each with its values.
     pub(crate) fn into_statements(mut self) -> Vec<(String, Vec<Value>)> {
-        if !self.current.text.is_empty() {
-            self.done.push((self.current, self.current_gate));
-        }
+        self.finish();
         self.done
             .into_iter()
             .map(|(sql, _)| (sql.text, sql.values))
             .collect()
     }
 
-    fn start(&mut self, gate: bool) -> &mut Sql {
-        self.chain = None;
-        if !self.current.text.is_empty() {
-            if self.merge {
-                self.current.text.push_str(";\n");
-            } else {
-                let done = std::mem::take(&mut self.current);
-                self.done.push((done, self.current_gate));
+    /// Closes the current statement: a joined statement with gates ends in
+    /// the `SELECT` of their rows.
+    fn finish(&mut self) {
+        if let Some(chain) = self.chain.take() {
+            if chain.parts > 1 && !chain.gates.is_empty() {
+                self.wrap_last(&chain);
+                let mut columns: Vec<&str> = Vec::new();
+                for (_, named) in &chain.gates {
+                    for c in named.iter() {
+                        if !columns.contains(c) {
+                            columns.push(c);
+                        }
+                    }
+                }
+                for (i, (part, named)) in chain.gates.iter().enumerate() {
+                    let text = &mut self.current.text;
+                    // The wrapped last part ends in a space.
+                    text.push_str(if i == 0 {
+                        "SELECT marker"
+                    } else {
+                        " UNION ALL SELECT marker"
+                    });
+                    for c in &columns {
+                        text.push_str(", ");
+                        text.push_str(if named.contains(c) { c } else { "NULL" });
+                    }
+                    text.push_str(&format!(" FROM s{part}"));
+                }
             }
+        }
+        if !self.current.text.is_empty() {
+            let done = std::mem::take(&mut self.current);
+            self.done.push((done, self.current_gate));
+        }
+    }
+
+    /// Wraps the last part of `chain` as its `WITH` entry.
+    fn wrap_last(&mut self, chain: &Chain) {
+        let text = &mut self.current.text;
+        let last = text.split_off(chain.last_start);
+        if chain.parts == 1 {
+            text.push_str("WITH ");
+        } else {
+            let kept = text.trim_end().len();
+            text.truncate(kept);
+            text.push_str(", ");
+        }
+        let materialized = if chain.last_is_lock {
+            "MATERIALIZED "
+        } else {
+            ""
+        };
+        text.push_str(&format!(
+            "s{} AS {materialized}({})",
+            chain.parts,
+            last.trim_end()
+        ));
+        text.push(' ');
+    }
+
+    fn start(&mut self, gate: bool) -> &mut Sql {
+        if self.merge {
+            if !self.current.text.is_empty() {
+                self.current.text.push_str(";\n");
+            }
+        } else {
+            self.finish();
         }
         self.current_gate = gate;
         &mut self.current
     }
 
-    /// Starts the next statement and returns it to be written.
+    /// Starts a part: on PostgreSQL it joins the current statement.
+    fn part(&mut self, part: Part) -> &mut Sql {
+        let gate = matches!(part, Part::Gate(_));
+        if !self.join {
+            return self.start(gate);
+        }
+        let parts = match self.chain.take() {
+            Some(chain) => {
+                self.wrap_last(&chain);
+                Chain {
+                    parts: chain.parts + 1,
+                    last_start: self.current.text.len(),
+                    ..chain
+                }
+            }
+            None => {
+                self.start(false);
+                Chain {
+                    parts: 1,
+                    last_start: self.current.text.len(),
+                    last_is_lock: false,
+                    gates: Vec::new(),
+                }
+            }
+        };
+        let mut chain = parts;
+        chain.last_is_lock = part == Part::Lock;
+        if let Part::Gate(columns) = part {
+            chain.gates.push((chain.parts, columns));
+            self.current_gate = true;
+        }
+        self.chain = Some(chain);
+        &mut self.current
+    }
+
+    /// Starts a statement of its own and returns it to be written.
     pub(crate) fn next(&mut self) -> &mut Sql {
         self.start(false)
     }
 
-    /// Starts an insert that returns nothing and reads nothing an insert
-    /// just before it writes (see the type's documentation): on PostgreSQL
-    /// it joins the run of inserts before it in one statement.
-    pub(crate) fn insert(&mut self) -> &mut Sql {
-        match self.chain {
-            Some((wrapped, last_start)) if self.chain_inserts => {
-                let last = self.current.text.split_off(last_start);
-                let n = wrapped + 1;
-                if wrapped == 0 {
-                    self.current.text.push_str("WITH ");
-                } else {
-                    let kept = self.current.text.trim_end().len();
-                    self.current.text.truncate(kept);
-                    self.current.text.push_str(", ");
-                }
-                self.current
-                    .text
-                    .push_str(&format!("i{n} AS ({})", last.trim_end()));
-                self.current.text.push(' ');
-                self.chain = Some((n, self.current.text.len()));
-            }
-            _ => {
-                self.start(false);
-                self.chain = Some((0, self.current.text.len()));
-            }
-        }
-        &mut self.current
+    /// Starts a write that returns nothing: an insert, or an update whose
+    /// only reads of this batch's other parts are by name.
+    pub(crate) fn write(&mut self) -> &mut Sql {
+        self.part(Part::Write)
     }
 
-    /// Starts a gate: a statement that must return a row for the batch to
-    /// go on (on PostgreSQL).
+    /// Starts a gate that returns its marker (`AS marker`) only.
     pub(crate) fn gate(&mut self) -> &mut Sql {
-        self.start(true)
+        self.part(Part::Gate(&[]))
     }
 
-    /// Whether every statement is a round trip of its own (PostgreSQL),
-    /// so that one statement doing the work of several saves round trips.
+    /// Starts a gate that returns its marker (`AS marker`) and `columns`.
+    pub(crate) fn gate_returning(&mut self, columns: &'static [&'static str]) -> &mut Sql {
+        self.part(Part::Gate(columns))
+    }
+
+    /// Starts a locking read (`SELECT … FOR UPDATE`) for later parts to read
+    /// by name (PostgreSQL): it runs once, in full, the first time one of
+    /// them reads it, and only if one does.
+    pub(crate) fn lock(&mut self) -> &mut Sql {
+        self.part(Part::Lock)
+    }
+
+    /// The name by which later parts of the same statement read the part
+    /// just started. Only PostgreSQL's parts have one (see
+    /// [`Batch::statements_are_round_trips`]); elsewhere it is empty, which
+    /// no statement accepts as a name.
+    pub(crate) fn part_name(&self) -> String {
+        self.chain
+            .as_ref()
+            .map(|c| format!("s{}", c.parts))
+            .unwrap_or_default()
+    }
+
+    /// Whether each statement is a round trip of its own (PostgreSQL), so
+    /// that one statement doing the work of several saves round trips.
     pub(crate) fn statements_are_round_trips(&self) -> bool {
-        self.chain_inserts
+        self.join
     }
 
     /// Runs the statements, stopping at the first error (and, on
-    /// PostgreSQL, after a gate that returned no row); returns every row
-    /// the statements returned, in order.
+    /// PostgreSQL, after a statement whose gates returned no row); returns
+    /// every row the statements returned, in order.
     pub(crate) async fn run<C: ConnectionTrait>(
         mut self,
         conn: &C,
         backend: DbBackend,
     ) -> Result<Vec<QueryResult>, DbErr> {
-        if !self.current.text.is_empty() {
-            self.done.push((self.current, self.current_gate));
-        }
+        self.finish();
         let mut rows = Vec::new();
         for (sql, gate) in self.done {
             let got = conn.query_all_raw(sql.build(backend)).await?;
@@ -301,55 +418,100 @@ mod tests {
     }
 
     #[test]
-    fn postgres_runs_consecutive_inserts_as_one_statement() {
+    fn postgres_joins_gates_writes_and_locks_in_one_statement() {
         let mut p = Batch::new(DbBackend::Postgres);
         p.gate()
             .push("UPDATE g SET x = ")
             .bind(0i64)
-            .push(" RETURNING 1");
-        p.insert()
+            .push(" RETURNING 1 AS marker");
+        assert_eq!(p.part_name(), "s1");
+        p.write()
             .push("INSERT INTO a VALUES ")
             .tuple([Value::from(1i64)]);
-        p.insert()
-            .push("INSERT INTO b VALUES ")
-            .tuple([Value::from(2i64)]);
-        p.insert()
-            .push("INSERT INTO c VALUES ")
-            .tuple([Value::from(3i64)]);
+        p.gate_returning(&["book_id", "price_minor"])
+            .push("UPDATE h SET y = 1 RETURNING 2 AS marker, book_id, price_minor");
+        p.lock()
+            .push("SELECT book_id FROM h, s3 WHERE h.x = ")
+            .bind(2i64)
+            .push(" FOR UPDATE");
+        assert_eq!(p.part_name(), "s4");
+        p.write().push("UPDATE h SET z = 1 FROM s4");
         p.next().push("UPDATE d SET y = ").bind(4i64);
-        p.insert()
+        p.write()
             .push("INSERT INTO e VALUES ")
             .tuple([Value::from(5i64)]);
+        p.write()
+            .push("INSERT INTO f VALUES ")
+            .tuple([Value::from(6i64)]);
+        p.gate().push("UPDATE k SET v = 1 RETURNING 3 AS marker");
         let statements = p.into_statements();
         let texts: Vec<&str> = statements.iter().map(|(t, _)| t.as_str()).collect();
         assert_eq!(
             texts,
             vec![
-                "UPDATE g SET x = $1 RETURNING 1",
-                "WITH i1 AS (INSERT INTO a VALUES ($1)), i2 AS (INSERT INTO b VALUES ($2)) \
-                 INSERT INTO c VALUES ($3)",
+                "WITH s1 AS (UPDATE g SET x = $1 RETURNING 1 AS marker), \
+                 s2 AS (INSERT INTO a VALUES ($2)), \
+                 s3 AS (UPDATE h SET y = 1 RETURNING 2 AS marker, book_id, price_minor), \
+                 s4 AS MATERIALIZED (SELECT book_id FROM h, s3 WHERE h.x = $3 FOR UPDATE), \
+                 s5 AS (UPDATE h SET z = 1 FROM s4) \
+                 SELECT marker, NULL, NULL FROM s1 \
+                 UNION ALL SELECT marker, book_id, price_minor FROM s3",
                 "UPDATE d SET y = $1",
-                "INSERT INTO e VALUES ($1)",
+                "WITH s1 AS (INSERT INTO e VALUES ($1)), s2 AS (INSERT INTO f VALUES ($2)), \
+                 s3 AS (UPDATE k SET v = 1 RETURNING 3 AS marker) SELECT marker FROM s3",
             ]
         );
-        assert_eq!(statements[1].1.len(), 3);
-        // SQLite and the ledger thread keep their own shapes.
-        let mut s = Batch::new(DbBackend::Sqlite);
-        s.insert()
+        assert_eq!(statements[0].1.len(), 3);
+        assert_eq!(statements[2].1.len(), 2);
+    }
+
+    #[test]
+    fn postgres_leaves_a_lone_part_or_a_run_of_writes_as_it_is() {
+        let mut p = Batch::new(DbBackend::Postgres);
+        p.gate().push("UPDATE g SET x = 1 RETURNING 1 AS marker");
+        p.next().push("UPDATE d SET y = 2");
+        p.write()
             .push("INSERT INTO a VALUES ")
             .tuple([Value::from(1i64)]);
-        s.insert()
+        p.write()
             .push("INSERT INTO b VALUES ")
             .tuple([Value::from(2i64)]);
+        p.write()
+            .push("INSERT INTO c VALUES ")
+            .tuple([Value::from(3i64)]);
+        let texts: Vec<String> = p.into_statements().into_iter().map(|(t, _)| t).collect();
         assert_eq!(
-            s.current.text,
-            "INSERT INTO a VALUES ($1);\nINSERT INTO b VALUES ($2)"
+            texts,
+            vec![
+                "UPDATE g SET x = 1 RETURNING 1 AS marker",
+                "UPDATE d SET y = 2",
+                "WITH s1 AS (INSERT INTO a VALUES ($1)), s2 AS (INSERT INTO b VALUES ($2)) \
+                 INSERT INTO c VALUES ($3)",
+            ]
         );
-        let mut l = Batch::separate();
-        l.insert()
+    }
+
+    #[test]
+    fn sqlite_and_the_ledger_thread_keep_their_own_shapes() {
+        let mut s = Batch::new(DbBackend::Sqlite);
+        s.write()
             .push("INSERT INTO a VALUES ")
             .tuple([Value::from(1i64)]);
-        l.insert()
+        s.gate().push("UPDATE g SET x = 1 RETURNING 1 AS marker");
+        s.write()
+            .push("INSERT INTO b VALUES ")
+            .tuple([Value::from(2i64)]);
+        assert_eq!(s.part_name(), "");
+        assert_eq!(
+            s.current.text,
+            "INSERT INTO a VALUES ($1);\nUPDATE g SET x = 1 RETURNING 1 AS marker;\n\
+             INSERT INTO b VALUES ($2)"
+        );
+        let mut l = Batch::separate();
+        l.write()
+            .push("INSERT INTO a VALUES ")
+            .tuple([Value::from(1i64)]);
+        l.write()
             .push("INSERT INTO b VALUES ")
             .tuple([Value::from(2i64)]);
         assert_eq!(l.into_statements().len(), 2);
