@@ -1197,6 +1197,28 @@ mod tests {
         db.finish().await;
     }
 
+    /// Asserts that `sql`'s plan never scans `stock` and reads it by its
+    /// key twice: the lock in book order, then the update.
+    async fn reads_stock_twice_by_key(
+        db: &crate::plan_check::FreshPostgres,
+        sql: &str,
+        values: Vec<sea_orm::Value>,
+    ) {
+        let (nodes, plan) = db.plan(sql, values).await;
+        assert!(
+            !nodes
+                .iter()
+                .any(|n| n.node_type.as_deref() == Some("Seq Scan")
+                    && n.relation.as_deref() == Some("stock")),
+            "{plan}"
+        );
+        let by_key = nodes
+            .iter()
+            .filter(|n| n.index.as_deref() == Some("stock_pkey"))
+            .count();
+        assert_eq!(by_key, 2, "{plan}");
+    }
+
     /// A paid order's confirmation of its reservation, as parts of the
     /// save's one statement on a database without statistics, reads
     /// `stock` only by its key: the lock in book order and the update.
@@ -1214,19 +1236,7 @@ mod tests {
         assert_eq!(statements.len(), 1);
         let (save, values) = statements.into_iter().next().unwrap();
         assert!(save.contains("FOR UPDATE"), "{save}");
-        let (nodes, plan) = db.plan(&save, values).await;
-        assert!(
-            !nodes
-                .iter()
-                .any(|n| n.node_type.as_deref() == Some("Seq Scan")
-                    && n.relation.as_deref() == Some("stock")),
-            "{plan}"
-        );
-        let by_key = nodes
-            .iter()
-            .filter(|n| n.index.as_deref() == Some("stock_pkey"))
-            .count();
-        assert_eq!(by_key, 2, "{plan}");
+        reads_stock_twice_by_key(&db, &save, values).await;
         db.finish().await;
     }
 
@@ -1253,19 +1263,7 @@ mod tests {
         ];
         SeaOrmStore::push_take_all(&mut batch, "USD", &takes, 0);
         let (take, values) = batch.into_statements().into_iter().next().unwrap();
-        let (nodes, plan) = db.plan(&take, values).await;
-        assert!(
-            !nodes
-                .iter()
-                .any(|n| n.node_type.as_deref() == Some("Seq Scan")
-                    && n.relation.as_deref() == Some("stock")),
-            "{plan}"
-        );
-        let by_key = nodes
-            .iter()
-            .filter(|n| n.index.as_deref() == Some("stock_pkey"))
-            .count();
-        assert_eq!(by_key, 2, "{plan}");
+        reads_stock_twice_by_key(&db, &take, values).await;
         db.finish().await;
     }
 }
