@@ -31,54 +31,44 @@ struct Domain {
     rule: &'static str,
 }
 
-const MINOR_UNITS: Domain = Domain {
-    name: "checkout_minor_units",
-    base: "BIGINT",
-    rule: "VALUE >= 0",
-};
-const CURRENCY: Domain = Domain {
-    name: "checkout_currency",
-    base: "TEXT",
-    rule: "length(VALUE) = 3",
-};
-const POSITIVE: Domain = Domain {
-    name: "checkout_positive",
-    base: "BIGINT",
-    rule: "VALUE >= 1",
-};
-const COUNT: Domain = Domain {
-    name: "checkout_count",
-    base: "BIGINT",
-    rule: "VALUE >= 0",
-};
-const LINE_QUANTITY: Domain = Domain {
-    name: "checkout_line_quantity",
-    base: "BIGINT",
-    rule: "VALUE BETWEEN 1 AND 1000",
-};
-const ORDER_STATE: Domain = Domain {
-    name: "checkout_order_state",
-    base: "TEXT",
-    rule: "VALUE IN ('pending', 'validating', 'reserved', 'processing_payment', 'paid', \
+impl Domain {
+    const fn new(name: &'static str, base: &'static str, rule: &'static str) -> Self {
+        Domain { name, base, rule }
+    }
+}
+
+const MINOR_UNITS: Domain = Domain::new("checkout_minor_units", "BIGINT", "VALUE >= 0");
+const CURRENCY: Domain = Domain::new("checkout_currency", "TEXT", "length(VALUE) = 3");
+const POSITIVE: Domain = Domain::new("checkout_positive", "BIGINT", "VALUE >= 1");
+const COUNT: Domain = Domain::new("checkout_count", "BIGINT", "VALUE >= 0");
+const LINE_QUANTITY: Domain = Domain::new(
+    "checkout_line_quantity",
+    "BIGINT",
+    "VALUE BETWEEN 1 AND 1000",
+);
+const ORDER_STATE: Domain = Domain::new(
+    "checkout_order_state",
+    "TEXT",
+    "VALUE IN ('pending', 'validating', 'reserved', 'processing_payment', 'paid', \
            'fulfilling', 'completed', 'cancelled', 'refunded', 'inventory_failed', \
            'payment_failed')",
-};
-const ORDER_RESERVATION_STATUS: Domain = Domain {
-    name: "checkout_order_reservation_status",
-    base: "TEXT",
-    rule: "VALUE IN ('active', 'confirmed', 'confirm_pending', 'released')",
-};
-const PAYMENT_STATUS: Domain = Domain {
-    name: "checkout_payment_status",
-    base: "TEXT",
-    rule: "VALUE IN ('pending', 'requires_action', 'processing', 'succeeded', 'failed', \
+);
+const ORDER_RESERVATION_STATUS: Domain = Domain::new(
+    "checkout_order_reservation_status",
+    "TEXT",
+    "VALUE IN ('active', 'confirmed', 'confirm_pending', 'released')",
+);
+const PAYMENT_STATUS: Domain = Domain::new(
+    "checkout_payment_status",
+    "TEXT",
+    "VALUE IN ('pending', 'requires_action', 'processing', 'succeeded', 'failed', \
            'canceled', 'unknown')",
-};
-const RESERVATION_STATUS: Domain = Domain {
-    name: "checkout_reservation_status",
-    base: "TEXT",
-    rule: "VALUE IN ('active', 'confirmed', 'released')",
-};
+);
+const RESERVATION_STATUS: Domain = Domain::new(
+    "checkout_reservation_status",
+    "TEXT",
+    "VALUE IN ('active', 'confirmed', 'released')",
+);
 
 const DOMAINS: [&Domain; 9] = [
     &MINOR_UNITS,
