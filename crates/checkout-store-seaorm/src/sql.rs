@@ -252,7 +252,7 @@ impl Batch {
         if !self.join {
             return self.start(gate);
         }
-        let parts = match self.chain.take() {
+        let mut chain = match self.chain.take() {
             Some(chain) => {
                 self.wrap_last(&chain);
                 Chain {
@@ -271,7 +271,6 @@ impl Batch {
                 }
             }
         };
-        let mut chain = parts;
         chain.last_is_lock = part == Part::Lock;
         if let Part::Gate(columns) = part {
             chain.gates.push((chain.parts, columns));
