@@ -84,6 +84,19 @@ impl Adjust {
     }
 }
 
+/// Which lines of the reservations a stock adjustment counts.
+#[derive(Debug, Clone, Copy)]
+enum Lines<'a> {
+    /// Every line: the caller has switched the reservations already.
+    All,
+    /// Lines of reservations still active (SQLite's save, whose switch
+    /// follows in the same call).
+    StillActive,
+    /// Every line, if the part of the statement named here returned a row
+    /// (PostgreSQL's save: the switch from `active`).
+    IfSwitched(&'a str),
+}
+
 /// What a stock take returns after its marker: the book and the price it
 /// was reserved at.
 const TAKEN_COLUMNS: &[&str] = &["book_id", "price_minor"];
@@ -201,7 +214,7 @@ impl SeaOrmStore {
                 quoted,
             });
         }
-        if batch.statements_are_round_trips() && takes.len() > 1 {
+        if batch.joins_parts() && takes.len() > 1 {
             Self::push_take_all(batch, req.currency.code(), &takes, now);
         } else {
             for take in &takes {
@@ -210,9 +223,7 @@ impl SeaOrmStore {
         }
         // On PostgreSQL the one take (of one or of every book) is a part of
         // the statement the lines join, whose rows they read.
-        let taken = batch
-            .statements_are_round_trips()
-            .then(|| batch.part_name());
+        let taken = batch.joins_parts().then(|| batch.part_name());
         if new_row {
             Self::push_reservation_row(batch.write(), req);
         }
@@ -390,28 +401,73 @@ impl SeaOrmStore {
                     " RETURNING CAST({RESERVATION_SWITCHED} AS BIGINT) AS marker"
                 ));
         };
-        if !batch.statements_are_round_trips() {
-            Self::push_adjust(batch, &[id.as_uuid()], adjust, false, true);
+        if !batch.joins_parts() {
+            Self::push_adjust(batch, &[id.as_uuid()], adjust, Lines::StillActive, now);
             switch(batch.next());
             return;
         }
         switch(batch.gate());
         let switched = batch.part_name();
+        Self::push_adjust(
+            batch,
+            &[id.as_uuid()],
+            adjust,
+            Lines::IfSwitched(&switched),
+            now,
+        );
+    }
+
+    /// Appends what moves the units of `ids`' reservations, counting the
+    /// lines `lines` says. On SQLite it is one update. On PostgreSQL it is
+    /// two parts of one statement: a lock of the stock rows in book order,
+    /// so transactions touching the same books can't deadlock, then the
+    /// update of the rows the lock returned.
+    ///
+    /// The lock visits the reservations' books in order and locks each
+    /// stock row through a `LATERAL` probe of its primary key, and the
+    /// update names the locked books again as `= ANY (ARRAY(…))`: plans
+    /// that do not depend on the tables' statistics. Without them a fresh
+    /// database, which has none yet, planned a scan of the whole stock table
+    /// (live and dead rows) for every paid or failed order.
+    fn push_adjust(batch: &mut Batch, ids: &[Uuid], adjust: Adjust, lines: Lines<'_>, now: i64) {
+        let condition = match lines {
+            Lines::All => String::new(),
+            Lines::StillActive => {
+                " AND reservation_id IN (SELECT id FROM reservations WHERE status = 'active')"
+                    .to_owned()
+            }
+            Lines::IfSwitched(part) => format!(" AND EXISTS (SELECT 1 FROM {part})"),
+        };
+        if !batch.joins_parts() {
+            batch
+                .next()
+                .push(&format!(
+                    "UPDATE stock SET {}, updated_at = ",
+                    adjust.set("x")
+                ))
+                .bind(now)
+                .push(
+                    " FROM (SELECT book_id, CAST(SUM(quantity) AS BIGINT) AS q FROM \
+                     reservation_items WHERE reservation_id IN ",
+                )
+                .list(ids.iter().copied())
+                .push(&format!(
+                    "{condition} GROUP BY book_id) AS x WHERE stock.book_id = x.book_id"
+                ));
+            return;
+        }
         batch
             .lock()
             .push(
                 "SELECT s.book_id, r.q FROM (SELECT book_id, CAST(SUM(quantity) AS BIGINT) AS q \
-                 FROM reservation_items WHERE reservation_id = ",
+                 FROM reservation_items WHERE reservation_id IN ",
             )
-            .bind(id.as_uuid())
+            .list(ids.iter().copied())
             .push(&format!(
-                " AND EXISTS (SELECT 1 FROM {switched}) GROUP BY book_id ORDER BY book_id) AS r \
-                 CROSS JOIN LATERAL (SELECT book_id FROM stock WHERE stock.book_id = r.book_id \
-                 FOR UPDATE) AS s"
+                "{condition} GROUP BY book_id ORDER BY book_id) AS r CROSS JOIN LATERAL \
+                 (SELECT book_id FROM stock WHERE stock.book_id = r.book_id FOR UPDATE) AS s"
             ));
         let locked = batch.part_name();
-        // The `= ANY` repeats the join for the planner: as a join alone, on a
-        // database without statistics, it scanned the whole stock table.
         batch
             .write()
             .push(&format!(
@@ -422,50 +478,6 @@ impl SeaOrmStore {
             .push(&format!(
                 " FROM {locked} AS l WHERE stock.book_id = l.book_id \
                  AND stock.book_id = ANY (ARRAY(SELECT book_id FROM {locked}))"
-            ));
-    }
-
-    /// Appends the statements that move the units of `ids`' reservations:
-    /// on PostgreSQL (`lock`) the stock rows are locked in book order
-    /// first, so transactions touching the same books can't deadlock;
-    /// `only_active` counts only reservations still active.
-    ///
-    /// The lock visits the reservation's books in order and locks each
-    /// stock row through a `LATERAL` probe of its primary key, a plan that
-    /// does not depend on the tables' statistics. The `IN (subquery)` it
-    /// replaces was planned as a scan of the whole stock table (live and
-    /// dead rows) while a fresh database had no statistics yet.
-    fn push_adjust(batch: &mut Batch, ids: &[Uuid], adjust: Adjust, lock: bool, only_active: bool) {
-        if lock {
-            batch
-                .next()
-                .push(
-                    "SELECT CAST(0 AS BIGINT), s.book_id FROM (SELECT DISTINCT book_id \
-                     FROM reservation_items WHERE reservation_id IN ",
-                )
-                .list(ids.iter().copied())
-                .push(
-                    " ORDER BY book_id) AS r CROSS JOIN LATERAL (SELECT book_id FROM stock \
-                     WHERE stock.book_id = r.book_id FOR UPDATE) AS s",
-                );
-        }
-        let set = adjust.set("x");
-        let active = if only_active {
-            " AND reservation_id IN (SELECT id FROM reservations WHERE status = 'active')"
-        } else {
-            ""
-        };
-        batch
-            .next()
-            .push(&format!("UPDATE stock SET {set}, updated_at = "))
-            .bind(micros(OffsetDateTime::now_utc()))
-            .push(
-                " FROM (SELECT book_id, CAST(SUM(quantity) AS BIGINT) AS q FROM \
-                 reservation_items WHERE reservation_id IN ",
-            )
-            .list(ids.iter().copied())
-            .push(&format!(
-                "{active} GROUP BY book_id) AS x WHERE stock.book_id = x.book_id"
             ));
     }
 
@@ -586,7 +598,13 @@ impl SeaOrmStore {
         }
         let backend = self.db_backend();
         let mut batch = Batch::new(backend);
-        Self::push_adjust(&mut batch, ids, adjust, self.is_postgres(), false);
+        Self::push_adjust(
+            &mut batch,
+            ids,
+            adjust,
+            Lines::All,
+            micros(OffsetDateTime::now_utc()),
+        );
         batch.run(txn, backend).await.inv()?;
         Ok(())
     }
@@ -1168,32 +1186,30 @@ mod tests {
 
     use super::*;
 
-    /// The lock of a reservation's stock rows probes `stock` by its key,
-    /// in book order. As `book_id IN (subquery)` it was planned, on a
-    /// database without statistics, as a scan of the whole stock table for
-    /// every paid or failed order.
+    /// A stock adjustment on its own (a confirm or release through the
+    /// inventory port, the expiry worker) is one statement that locks the
+    /// reservation's stock rows by key, in book order, and updates them by
+    /// key. As `book_id IN (subquery)` the lock was planned, on a database
+    /// without statistics, as a scan of the whole stock table for every
+    /// paid or failed order.
     #[tokio::test]
     async fn postgres_locks_stock_rows_by_key() {
         let Some(db) = crate::plan_check::FreshPostgres::new().await else {
             return;
         };
         let mut batch = Batch::new(DbBackend::Postgres);
-        SeaOrmStore::push_adjust(&mut batch, &[Uuid::now_v7()], Adjust::Confirm, true, false);
-        let mut statements = batch.into_statements().into_iter();
-        let (lock, values) = statements.next().unwrap();
-        assert!(lock.contains("FOR UPDATE"), "{lock}");
-        let (nodes, plan) = db.plan(&lock, values).await;
-        let on_stock: Vec<_> = nodes
-            .iter()
-            .filter(|n| n.relation.as_deref() == Some("stock"))
-            .collect();
-        assert!(!on_stock.is_empty(), "{plan}");
-        assert!(
-            on_stock
-                .iter()
-                .all(|n| n.index.as_deref() == Some("stock_pkey")),
-            "{plan}"
+        SeaOrmStore::push_adjust(
+            &mut batch,
+            &[Uuid::now_v7()],
+            Adjust::Confirm,
+            Lines::All,
+            0,
         );
+        let statements = batch.into_statements();
+        assert_eq!(statements.len(), 1);
+        let (adjust, values) = statements.into_iter().next().unwrap();
+        assert!(adjust.contains("FOR UPDATE"), "{adjust}");
+        reads_stock_twice_by_key(&db, &adjust, values).await;
         db.finish().await;
     }
 

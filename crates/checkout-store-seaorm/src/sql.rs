@@ -103,7 +103,7 @@ impl Sql {
 /// caller, finding a gate's row missing, drops the transaction; a write
 /// that must not happen unless a gate passed reads the gate's rows (on
 /// PostgreSQL) or its condition (on SQLite) itself.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub(crate) struct Batch {
     /// SQLite: every statement in one string.
     merge: bool,
@@ -145,24 +145,14 @@ impl Batch {
         Self {
             merge: backend == DbBackend::Sqlite,
             join: backend == DbBackend::Postgres,
-            current: Sql::default(),
-            current_gate: false,
-            chain: None,
-            done: Vec::new(),
+            ..Self::default()
         }
     }
 
     /// A batch whose statements stay apart, each numbering its own `$n`
     /// (for a runner that prepares each statement itself).
     pub(crate) fn separate() -> Self {
-        Self {
-            merge: false,
-            join: false,
-            current: Sql::default(),
-            current_gate: false,
-            chain: None,
-            done: Vec::new(),
-        }
+        Self::default()
     }
 
     /// The statements, each with its values.
@@ -310,7 +300,7 @@ impl Batch {
 
     /// The name by which later parts of the same statement read the part
     /// just started. Only PostgreSQL's parts have one (see
-    /// [`Batch::statements_are_round_trips`]); elsewhere it is empty, which
+    /// [`Batch::joins_parts`]); elsewhere it is empty, which
     /// no statement accepts as a name.
     pub(crate) fn part_name(&self) -> String {
         self.chain
@@ -319,9 +309,9 @@ impl Batch {
             .unwrap_or_default()
     }
 
-    /// Whether each statement is a round trip of its own (PostgreSQL), so
-    /// that one statement doing the work of several saves round trips.
-    pub(crate) fn statements_are_round_trips(&self) -> bool {
+    /// Whether parts join one statement and read each other by name
+    /// (PostgreSQL, where each statement is a round trip of its own).
+    pub(crate) fn joins_parts(&self) -> bool {
         self.join
     }
 
