@@ -68,6 +68,20 @@ fn transient_sqlite(code: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// The code the database gave an error: PostgreSQL's SQLSTATE, SQLite's
+/// (extended) result code.
+pub(crate) fn db_code(e: &DbErr) -> Option<String> {
+    match e {
+        DbErr::Exec(RuntimeErr::SqlxError(inner)) | DbErr::Query(RuntimeErr::SqlxError(inner)) => {
+            match inner.as_ref() {
+                sea_orm::sqlx::Error::Database(db) => db.code().map(|c| c.into_owned()),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+
 pub(crate) fn classify(e: &DbErr) -> Failure {
     match e.sql_err() {
         Some(SqlErr::UniqueConstraintViolation(m)) => return Failure::Unique(m),
@@ -80,8 +94,8 @@ pub(crate) fn classify(e: &DbErr) -> Failure {
         DbErr::Exec(RuntimeErr::SqlxError(inner)) | DbErr::Query(RuntimeErr::SqlxError(inner)) => {
             use sea_orm::sqlx::Error as X;
             match inner.as_ref() {
-                X::Database(db) => {
-                    let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
+                X::Database(_) => {
+                    let code = db_code(e).unwrap_or_default();
                     if transient_sqlstate(&code) || transient_sqlite(&code) {
                         Failure::Transient(text)
                     } else {

@@ -33,9 +33,10 @@ use uuid::Uuid;
 use crate::SeaOrmStore;
 use crate::convert;
 use crate::entity::{reservation_items, reservations, stock};
-use crate::error::DbResultExt;
+use crate::error::{DbResultExt, db_code};
 use crate::sql::{
-    Batch, ORDER_SAVED, RESERVATION_SWITCHED, STOCK_TAKEN, Sql, from_micros, markers, micros,
+    Batch, ORDER_SAVED, REFUSED_WRITE, RESERVATION_SWITCHED, STOCK_TAKEN, Sql, from_micros,
+    markers, micros,
 };
 use crate::sqlite_ledger::{Expect, Outcome, Statements};
 
@@ -285,7 +286,7 @@ impl SeaOrmStore {
     /// them: a row is updated only once the lock has returned it, and the
     /// lock returns rows in order.
     fn push_take_all(batch: &mut Batch, currency: &str, takes: &[Take<'_>], now: i64) {
-        let sql = batch.gate_returning(TAKEN_COLUMNS);
+        let sql = batch.gate_rows(TAKEN_COLUMNS, takes.len());
         sql.push("WITH locked AS MATERIALIZED (SELECT book_id FROM stock WHERE book_id IN ")
             .list(takes.iter().map(|t| t.book))
             .push(
@@ -1007,6 +1008,8 @@ impl SeaOrmStore {
                     return Ok(());
                 }
             }
+        } else if self.is_postgres() && self.write_in_one_statement(write).await {
+            return Ok(());
         }
         match write {
             LedgerWrite::Create {
@@ -1026,6 +1029,66 @@ impl SeaOrmStore {
             } => {
                 self.save_with_stock_solo(order, expected_version, changes, effect)
                     .await
+            }
+        }
+    }
+
+    /// PostgreSQL: the ledger write as ONE statement with no transaction
+    /// around it, one round trip where `BEGIN`, the statement and `COMMIT`
+    /// are three (see `Batch::all_or_nothing`). `true` when it went
+    /// through. Otherwise it wrote nothing — a gate did not pass and the
+    /// statement undid itself, or it failed — and the caller runs the write
+    /// in a transaction, which works out why (or, for a confirm whose
+    /// reservation was confirmed before, saves the order alone).
+    async fn write_in_one_statement(&self, write: LedgerWrite<'_>) -> bool {
+        let batch = match write {
+            LedgerWrite::Create {
+                order,
+                changes,
+                reservation,
+                prices,
+            } => {
+                // The statement takes each book only at its quoted price, so
+                // a price the client saw must be that one; if it is not,
+                // the transaction says so.
+                let seen_quoted = reservation.lines.iter().all(|l| {
+                    l.expected_unit_price
+                        .is_none_or(|e| prices.iter().any(|(b, p)| *b == l.book_id && *p == e))
+                });
+                if !seen_quoted {
+                    return false;
+                }
+                Self::create_batch(
+                    Batch::all_or_nothing(),
+                    order,
+                    changes,
+                    reservation,
+                    Quote::Quoted(prices),
+                )
+                .map(|(batch, _)| batch)
+            }
+            LedgerWrite::Save {
+                order,
+                expected_version,
+                changes,
+                effect,
+            } => self.save_batch(
+                Batch::all_or_nothing(),
+                order,
+                expected_version,
+                changes,
+                effect,
+            ),
+        };
+        let Some(statement) = batch.ok().and_then(Batch::into_one_statement) else {
+            return false;
+        };
+        match self.writer.query_all_raw(statement).await {
+            Ok(_) => true,
+            Err(e) => {
+                let refused = db_code(&e).as_deref() == Some(REFUSED_WRITE);
+                debug!(refused, error = %e, "one-statement write undone; writing in a transaction");
+                false
             }
         }
     }
@@ -1280,6 +1343,196 @@ mod tests {
         SeaOrmStore::push_take_all(&mut batch, "USD", &takes, 0);
         let (take, values) = batch.into_statements().into_iter().next().unwrap();
         reads_stock_twice_by_key(&db, &take, values).await;
+        db.finish().await;
+    }
+
+    fn usd(minor: i64) -> Money {
+        Money::from_minor_units(minor, checkout_domain::Currency::USD).unwrap()
+    }
+
+    async fn shelve(store: &SeaOrmStore, book: &str, available: u32) {
+        let id = BookId::parse(book).unwrap();
+        store
+            .upsert_stock(&id, "A title", usd(1_250), available)
+            .await
+            .unwrap();
+    }
+
+    async fn shelf(store: &SeaOrmStore, book: &str) -> (u32, u32, String) {
+        let item = store
+            .get_stock(&BookId::parse(book).unwrap())
+            .await
+            .unwrap();
+        (item.available, item.reserved, item.title)
+    }
+
+    /// An all-or-nothing statement whose take of two books finds one short
+    /// undoes the take of the other and every later part: it runs without
+    /// a transaction, so only its own refusal can.
+    #[tokio::test]
+    async fn postgres_one_statement_write_undoes_itself_when_a_gate_fails() {
+        let Some(db) = crate::plan_check::FreshPostgres::new().await else {
+            return;
+        };
+        shelve(&db.store, "bk-1", 5).await;
+        shelve(&db.store, "bk-2", 1).await;
+        shelve(&db.store, "bk-3", 1).await;
+        let attempt = |units: u32| {
+            let mut batch = Batch::all_or_nothing();
+            let takes = [
+                Take {
+                    book: "bk-1",
+                    units: 1,
+                    quoted: Some(1_250),
+                },
+                Take {
+                    book: "bk-2",
+                    units,
+                    quoted: Some(1_250),
+                },
+            ];
+            SeaOrmStore::push_take_all(&mut batch, "USD", &takes, 0);
+            batch
+                .write()
+                .push("UPDATE stock SET title = 'Retitled' WHERE book_id = 'bk-3'");
+            batch.into_one_statement().unwrap()
+        };
+
+        let refused = db.store.writer.query_all_raw(attempt(2)).await.unwrap_err();
+        assert_eq!(
+            db_code(&refused).as_deref(),
+            Some(REFUSED_WRITE),
+            "{refused}"
+        );
+        assert_eq!(shelf(&db.store, "bk-1").await, (5, 0, "A title".to_owned()));
+        assert_eq!(shelf(&db.store, "bk-2").await, (1, 0, "A title".to_owned()));
+        assert_eq!(shelf(&db.store, "bk-3").await, (1, 0, "A title".to_owned()));
+
+        let rows = db.store.writer.query_all_raw(attempt(1)).await.unwrap();
+        assert_eq!(markers(&rows).unwrap(), vec![STOCK_TAKEN, STOCK_TAKEN]);
+        assert_eq!(shelf(&db.store, "bk-1").await, (4, 1, "A title".to_owned()));
+        assert_eq!(shelf(&db.store, "bk-2").await, (0, 1, "A title".to_owned()));
+        assert_eq!(
+            shelf(&db.store, "bk-3").await,
+            (1, 0, "Retitled".to_owned())
+        );
+        db.finish().await;
+    }
+
+    /// An order placed, validated, priced and reserved, as the pipeline's
+    /// first write has it, with its changes and reservation request.
+    fn reserved_order(prices: &[(BookId, Money)]) -> (Order, Vec<OrderChange>, ReservationRequest) {
+        use checkout_domain::{
+            Cart, CartDraft, CartItemDraft, OrderId, OrderState, Quantity, ReservationRef,
+            ReservationStatus, TransitionContext,
+        };
+        let now = OffsetDateTime::now_utc();
+        let cart = Cart::parse(CartDraft {
+            customer_id: Some("cust-1".into()),
+            currency: Some("USD".into()),
+            items: prices
+                .iter()
+                .map(|(b, _)| CartItemDraft {
+                    book_id: Some(b.as_str().into()),
+                    quantity: Some(1),
+                    unit_price: None,
+                })
+                .collect(),
+            tax_rate: None,
+            shipping_cost: None,
+            shipping_address: None,
+            billing_address: None,
+            payment_method_type: Some("card".into()),
+            payment_method_token: Some("pm_card_visa".into()),
+            payment_method_missing: false,
+        })
+        .unwrap();
+        let (mut order, placed) =
+            Order::place(OrderId::from_uuid(Uuid::now_v7()), &cart, now, None);
+        let mut changes = vec![placed];
+        let step = |state| (state, TransitionContext::new("test", now));
+        let (to, ctx) = step(OrderState::Validating);
+        changes.push(order.transition(to, ctx).unwrap());
+        order.apply_catalog_prices(prices).unwrap();
+        let request = ReservationRequest {
+            reservation_id: ReservationId::from_uuid(Uuid::now_v7()),
+            order_id: order.id(),
+            currency: checkout_domain::Currency::USD,
+            lines: prices
+                .iter()
+                .map(|(b, _)| checkout_ports::ReserveLine {
+                    book_id: b.clone(),
+                    quantity: Quantity::new(1).unwrap(),
+                    expected_unit_price: None,
+                })
+                .collect(),
+            expires_at: now + time::Duration::minutes(15),
+        };
+        order.attach_reservation(
+            ReservationRef {
+                id: request.reservation_id,
+                expires_at: request.expires_at,
+                status: ReservationStatus::Active,
+            },
+            now,
+        );
+        let (to, ctx) = step(OrderState::Reserved);
+        changes.push(order.transition(to, ctx).unwrap());
+        (order, changes, request)
+    }
+
+    /// The pipeline's two ledger writes go through as one statement each,
+    /// with no transaction around them; a stale save is refused by its
+    /// compare-and-set, writes nothing, and is left to the transaction.
+    #[tokio::test]
+    async fn postgres_ledger_writes_are_one_statement_each() {
+        use checkout_domain::{OrderState, TransitionContext};
+        use checkout_ports::OrderRepository;
+        let Some(db) = crate::plan_check::FreshPostgres::new().await else {
+            return;
+        };
+        shelve(&db.store, "bk-1", 5).await;
+        shelve(&db.store, "bk-2", 5).await;
+        let prices = [
+            (BookId::parse("bk-1").unwrap(), usd(1_250)),
+            (BookId::parse("bk-2").unwrap(), usd(1_250)),
+        ];
+        let (order, changes, reservation) = reserved_order(&prices);
+        let create = LedgerWrite::Create {
+            order: &order,
+            changes: &changes,
+            reservation: &reservation,
+            prices: &prices,
+        };
+        assert!(db.store.write_in_one_statement(create).await);
+        assert_eq!(shelf(&db.store, "bk-2").await.0, 4);
+
+        let mut paid = db.store.get(order.id()).await.unwrap();
+        let expected = paid.version();
+        let now = OffsetDateTime::now_utc();
+        let mut changes = Vec::new();
+        for state in [OrderState::ProcessingPayment, OrderState::Paid] {
+            changes.push(
+                paid.transition(state, TransitionContext::new("test", now))
+                    .unwrap(),
+            );
+        }
+        let save = |expected_version| LedgerWrite::Save {
+            order: &paid,
+            expected_version,
+            changes: &changes,
+            effect: StockEffect::Confirm(reservation.reservation_id),
+        };
+        assert!(!db.store.write_in_one_statement(save(expected + 1)).await);
+        assert_eq!(db.store.get(order.id()).await.unwrap().version(), expected);
+        assert_eq!(shelf(&db.store, "bk-1").await.1, 1);
+
+        assert!(db.store.write_in_one_statement(save(expected)).await);
+        assert_eq!(
+            db.store.get(order.id()).await.unwrap().state(),
+            OrderState::Paid
+        );
+        assert_eq!(shelf(&db.store, "bk-1").await, (4, 0, "A title".to_owned()));
         db.finish().await;
     }
 }

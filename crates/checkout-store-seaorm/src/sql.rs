@@ -103,12 +103,19 @@ impl Sql {
 /// caller, finding a gate's row missing, drops the transaction; a write
 /// that must not happen unless a gate passed reads the gate's rows (on
 /// PostgreSQL) or its condition (on SQLite) itself.
+///
+/// An *all-or-nothing* batch ([`Batch::all_or_nothing`]) is one PostgreSQL
+/// statement that needs no transaction around it: should a gate return
+/// fewer rows than it exists for, its last part raises an error, which
+/// rolls back everything the statement did.
 #[derive(Debug, Default)]
 pub(crate) struct Batch {
     /// SQLite: every statement in one string.
     merge: bool,
     /// PostgreSQL: consecutive parts join one statement.
     join: bool,
+    /// PostgreSQL: the statement undoes itself unless every gate passed.
+    all_or_nothing: bool,
     current: Sql,
     /// Whether the current statement returns gate rows.
     current_gate: bool,
@@ -127,18 +134,39 @@ struct Chain {
     last_start: usize,
     /// Whether the last part is a lock (wrapped `MATERIALIZED`).
     last_is_lock: bool,
-    /// The gates' part numbers, with the columns each returns after its
-    /// marker.
-    gates: Vec<(usize, &'static [&'static str])>,
+    gates: Vec<Gate>,
+}
+
+/// A gate of a joined statement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Gate {
+    /// Its part number.
+    part: usize,
+    /// The columns it returns after its marker.
+    columns: &'static [&'static str],
+    /// How many rows it returns when it passes.
+    rows: usize,
 }
 
 /// What a part of a batch is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Part {
-    Gate(&'static [&'static str]),
+    Gate {
+        columns: &'static [&'static str],
+        rows: usize,
+    },
     Write,
     Lock,
 }
+
+/// The function an all-or-nothing statement calls when a gate did not pass
+/// (migration `m20261203_000008_refused_write`); it raises
+/// [`REFUSED_WRITE`].
+const REFUSE_WRITE: &str = "checkout_refuse_write()";
+
+/// The SQLSTATE of an all-or-nothing statement that undid itself because a
+/// gate did not pass.
+pub(crate) const REFUSED_WRITE: &str = "CKR01";
 
 impl Batch {
     pub(crate) fn new(backend: DbBackend) -> Self {
@@ -155,6 +183,29 @@ impl Batch {
         Self::default()
     }
 
+    /// A PostgreSQL batch of parts joined into one statement that writes
+    /// nothing unless every gate returned its rows, to run on its own
+    /// (see [`Batch::into_one_statement`]).
+    pub(crate) fn all_or_nothing() -> Self {
+        Self {
+            join: true,
+            all_or_nothing: true,
+            ..Self::default()
+        }
+    }
+
+    /// The one statement of an all-or-nothing batch; `None` when the batch
+    /// holds more than one (a statement started with [`Batch::next`]),
+    /// which only a transaction makes all or nothing.
+    pub(crate) fn into_one_statement(mut self) -> Option<Statement> {
+        self.finish();
+        if self.done.len() != 1 {
+            return None;
+        }
+        let (sql, _) = self.done.pop()?;
+        Some(sql.build(DbBackend::Postgres))
+    }
+
     /// The statements, each with its values.
     pub(crate) fn into_statements(mut self) -> Vec<(String, Vec<Value>)> {
         self.finish();
@@ -165,21 +216,23 @@ impl Batch {
     }
 
     /// Closes the current statement: a joined statement with gates ends in
-    /// the `SELECT` of their rows.
+    /// the `SELECT` of their rows, and an all-or-nothing one (even of a
+    /// single part, a take of several books being able to take some) in
+    /// the call that undoes it unless each gate returned its rows.
     fn finish(&mut self) {
         if let Some(chain) = self.chain.take() {
-            if chain.parts > 1 && !chain.gates.is_empty() {
+            if (chain.parts > 1 || self.all_or_nothing) && !chain.gates.is_empty() {
                 self.wrap_last(&chain);
                 let mut columns: Vec<&str> = Vec::new();
-                for (_, named) in &chain.gates {
-                    for c in named.iter() {
+                for gate in &chain.gates {
+                    for c in gate.columns {
                         if !columns.contains(c) {
                             columns.push(c);
                         }
                     }
                 }
-                for (i, (part, named)) in chain.gates.iter().enumerate() {
-                    let text = &mut self.current.text;
+                let text = &mut self.current.text;
+                for (i, gate) in chain.gates.iter().enumerate() {
                     // The wrapped last part ends in a space.
                     text.push_str(if i == 0 {
                         "SELECT marker"
@@ -188,9 +241,26 @@ impl Batch {
                     });
                     for c in &columns {
                         text.push_str(", ");
-                        text.push_str(if named.contains(c) { c } else { "NULL" });
+                        text.push_str(if gate.columns.contains(c) { c } else { "NULL" });
                     }
-                    text.push_str(&format!(" FROM s{part}"));
+                    text.push_str(&format!(" FROM s{}", gate.part));
+                }
+                if self.all_or_nothing {
+                    text.push_str(&format!(" UNION ALL SELECT {REFUSE_WRITE}"));
+                    for _ in &columns {
+                        text.push_str(", NULL");
+                    }
+                    text.push_str(" WHERE NOT (");
+                    for (i, gate) in chain.gates.iter().enumerate() {
+                        if i > 0 {
+                            text.push_str(" AND ");
+                        }
+                        text.push_str(&format!(
+                            "(SELECT COUNT(*) FROM s{}) = {}",
+                            gate.part, gate.rows
+                        ));
+                    }
+                    text.push(')');
                 }
             }
         }
@@ -238,7 +308,7 @@ impl Batch {
 
     /// Starts a part: on PostgreSQL it joins the current statement.
     fn part(&mut self, part: Part) -> &mut Sql {
-        let gate = matches!(part, Part::Gate(_));
+        let gate = matches!(part, Part::Gate { .. });
         if !self.join {
             return self.start(gate);
         }
@@ -262,8 +332,12 @@ impl Batch {
             }
         };
         chain.last_is_lock = part == Part::Lock;
-        if let Part::Gate(columns) = part {
-            chain.gates.push((chain.parts, columns));
+        if let Part::Gate { columns, rows } = part {
+            chain.gates.push(Gate {
+                part: chain.parts,
+                columns,
+                rows,
+            });
             self.current_gate = true;
         }
         self.chain = Some(chain);
@@ -281,14 +355,22 @@ impl Batch {
         self.part(Part::Write)
     }
 
-    /// Starts a gate that returns its marker (`AS marker`) only.
+    /// Starts a gate that returns its marker (`AS marker`) only, in one
+    /// row when it passes.
     pub(crate) fn gate(&mut self) -> &mut Sql {
-        self.part(Part::Gate(&[]))
+        self.gate_returning(&[])
     }
 
-    /// Starts a gate that returns its marker (`AS marker`) and `columns`.
+    /// Starts a gate that returns its marker (`AS marker`) and `columns`,
+    /// in one row when it passes.
     pub(crate) fn gate_returning(&mut self, columns: &'static [&'static str]) -> &mut Sql {
-        self.part(Part::Gate(columns))
+        self.gate_rows(columns, 1)
+    }
+
+    /// Starts a gate that returns its marker (`AS marker`) and `columns`,
+    /// in `rows` rows when it passes (one per stock row it takes from).
+    pub(crate) fn gate_rows(&mut self, columns: &'static [&'static str], rows: usize) -> &mut Sql {
+        self.part(Part::Gate { columns, rows })
     }
 
     /// Starts a locking read (`SELECT … FOR UPDATE`) for later parts to read
@@ -452,6 +534,40 @@ mod tests {
         );
         assert_eq!(statements[0].1.len(), 3);
         assert_eq!(statements[2].1.len(), 2);
+    }
+
+    #[test]
+    fn an_all_or_nothing_statement_undoes_itself_unless_every_gate_passed() {
+        let mut p = Batch::all_or_nothing();
+        p.gate_rows(&["book_id"], 2)
+            .push("UPDATE h SET y = 1 RETURNING 2 AS marker, book_id");
+        p.write()
+            .push("INSERT INTO a VALUES ")
+            .tuple([Value::from(1i64)]);
+        p.gate().push("UPDATE g SET x = 1 RETURNING 1 AS marker");
+        assert_eq!(
+            p.into_one_statement().unwrap().sql,
+            "WITH s1 AS (UPDATE h SET y = 1 RETURNING 2 AS marker, book_id), \
+             s2 AS (INSERT INTO a VALUES ($1)), \
+             s3 AS (UPDATE g SET x = 1 RETURNING 1 AS marker) \
+             SELECT marker, book_id FROM s1 UNION ALL SELECT marker, NULL FROM s3 \
+             UNION ALL SELECT checkout_refuse_write(), NULL \
+             WHERE NOT ((SELECT COUNT(*) FROM s1) = 2 AND (SELECT COUNT(*) FROM s3) = 1)"
+        );
+        // A lone gate (a take of several books can take some) is checked too.
+        let mut lone = Batch::all_or_nothing();
+        lone.gate_rows(&[], 3)
+            .push("UPDATE h SET y = 1 RETURNING 2 AS marker");
+        assert_eq!(
+            lone.into_one_statement().unwrap().sql,
+            "WITH s1 AS (UPDATE h SET y = 1 RETURNING 2 AS marker) SELECT marker FROM s1 \
+             UNION ALL SELECT checkout_refuse_write() WHERE NOT ((SELECT COUNT(*) FROM s1) = 3)"
+        );
+        // Two statements are all or nothing only in a transaction.
+        let mut two = Batch::all_or_nothing();
+        two.gate().push("UPDATE g SET x = 1 RETURNING 1 AS marker");
+        two.next().push("UPDATE d SET y = 2");
+        assert!(two.into_one_statement().is_none());
     }
 
     #[test]
