@@ -41,6 +41,7 @@ mod m20261203_000005_outbox_key;
 mod m20261203_000006_outbox_fillfactor;
 mod m20261203_000007_column_domains;
 mod m20261203_000008_refused_write;
+mod m20261203_000009_relay_lease;
 
 /// Applies and rolls back the checkout schema.
 #[derive(Debug, Clone, Copy, Default)]
@@ -58,6 +59,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000006_outbox_fillfactor::Migration),
             Box::new(m20261203_000007_column_domains::Migration),
             Box::new(m20261203_000008_refused_write::Migration),
+            Box::new(m20261203_000009_relay_lease::Migration),
         ]
     }
 }

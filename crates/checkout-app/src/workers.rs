@@ -179,7 +179,8 @@ impl ReservationConfirmer {
 #[derive(Debug, Clone)]
 pub struct RelaySettings {
     pub batch: u32,
-    /// How long a claimed batch is ours before another relay may take it.
+    /// How long a claimed batch is ours before another relay may take it
+    /// (with the SQL store: how long the outbox is this instance's).
     pub lease_seconds: u32,
     /// Failed attempts after which an event is parked (dead-lettered).
     pub max_attempts: u32,

@@ -62,10 +62,14 @@ pub struct OutboxStats {
 #[cfg_attr(feature = "mocks", mockall::automock)]
 #[async_trait]
 pub trait OutboxStore: Send + Sync {
-    /// Claims up to `limit` unpublished, unparked events for `lease` seconds
-    /// (so another relay instance skips them), in per-order sequence order;
-    /// never an event while an earlier event of its order is still
-    /// unpublished and unparked, nor one whose retry time has not come.
+    /// Hands out up to `limit` unpublished, unparked events, in per-order
+    /// sequence order; never an event while an earlier event of its order
+    /// is still unpublished and unparked, nor one whose retry time has not
+    /// come. For `lease_seconds`, unless marked published or failed first,
+    /// no relay is handed them again. A store may also hand one relay
+    /// instance at a time all of the work: the SQL store leases the whole
+    /// outbox to one instance for `lease_seconds`, renewed as it works, and
+    /// hands the others nothing meanwhile.
     async fn claim_batch(
         &self,
         limit: u32,

@@ -110,7 +110,6 @@ pub(crate) mod outbox {
         pub attempts: i64,
         pub last_error: Option<String>,
         pub parked_at: Option<i64>,
-        pub claimed_until: Option<i64>,
         pub next_attempt_at: Option<i64>,
     }
 

@@ -156,6 +156,8 @@ pub struct SeaOrmStore {
     /// Keeps the SeaORM writer and the SQLite ledger thread from writing
     /// at the same time.
     gate: WriteGate,
+    /// The outbox relay's lease and its events in flight (`outbox`).
+    relay: outbox::RelayLease,
 }
 
 /// SQLite has one writer at a time. The store writes through two
@@ -240,6 +242,7 @@ impl SeaOrmStore {
                 sqlite_ledger: None,
                 checkpointer: None,
                 gate: WriteGate::default(),
+                relay: outbox::RelayLease::default(),
             })
         } else {
             Err(StoreError::UnsupportedUrl(
@@ -342,6 +345,7 @@ impl SeaOrmStore {
             sqlite_ledger: None,
             checkpointer: None,
             gate: WriteGate::default(),
+            relay: outbox::RelayLease::default(),
         };
         if let (true, Some(path)) = (options.group_commit, file) {
             let gate = WriteGate::closed();
@@ -456,22 +460,18 @@ impl SeaOrmStore {
     /// or when it failed there, it runs on the SeaORM writer inside the
     /// write gate, which also gives a failure its precise error.
     async fn exec_write(&self, statement: sea_orm::Statement) -> Result<u64, DbErr> {
-        if let Some(changed) = self.on_ledger_thread(&statement, None).await {
+        if let Some(changed) = self.on_ledger_thread(&statement).await {
             return Ok(changed);
         }
         let _gate = self.gate.enter().await;
         Ok(self.writer.execute_raw(statement).await?.rows_affected())
     }
 
-    /// Runs one writing statement in the SQLite ledger thread's next group;
-    /// with `expect`, only if it changes exactly that many rows. The rows
-    /// it changed once committed; `None` when there is no ledger thread or
-    /// nothing was committed (the caller then writes the SeaORM way).
-    async fn on_ledger_thread(
-        &self,
-        statement: &sea_orm::Statement,
-        expect: Option<u64>,
-    ) -> Option<u64> {
+    /// Runs one writing statement in the SQLite ledger thread's next group.
+    /// The rows it changed once committed; `None` when there is no ledger
+    /// thread or nothing was committed (the caller then writes the SeaORM
+    /// way).
+    async fn on_ledger_thread(&self, statement: &sea_orm::Statement) -> Option<u64> {
         let ledger = self.sqlite_ledger.as_ref()?;
         let values = statement
             .values
@@ -481,18 +481,13 @@ impl SeaOrmStore {
         match ledger
             .submit(
                 vec![(statement.sql.clone(), values)],
-                sqlite_ledger::Expect::Changes(expect),
+                sqlite_ledger::Expect::Changes(None),
             )
             .await
         {
             sqlite_ledger::Outcome::Committed(changed) => Some(changed),
             sqlite_ledger::Outcome::RolledBack => None,
         }
-    }
-
-    /// Whether writes ride the SQLite ledger thread.
-    fn has_ledger_thread(&self) -> bool {
-        self.sqlite_ledger.is_some()
     }
 
     fn is_postgres(&self) -> bool {

@@ -1,18 +1,23 @@
 //! `OutboxStore`: the relay's side of the transactional outbox.
 //!
-//! Claiming is a lease (`claimed_until`): a relay that dies leaves its
-//! events to be claimed again when the lease runs out. Per-order order is
-//! the rule everything else bends to: an event is handed out only when
-//! every earlier pending event of its order is handed out with it, so no
-//! two relays ever hold events of one order at once and no event overtakes
-//! an earlier one. On PostgreSQL candidates are locked `FOR UPDATE SKIP
-//! LOCKED`, so concurrent relays split the backlog instead of waiting on
-//! each other. On a SQLite file the candidates are read on a read
-//! connection and leased by a compare-and-set in the ledger thread's next
-//! group, which commits only if every one is still claimable; otherwise
-//! (and on an in-memory database) the single writer serialises claims.
+//! One relay instance at a time works a database's outbox: it holds the
+//! outbox's lease, a row of `relay_leases` (migration 9) that it takes
+//! when the lease has lapsed and renews once half of it has run. A relay
+//! that dies leaves the outbox to the next instance when its lease runs
+//! out. Events are handed out without being written: what this store (and
+//! its clones, in the same process) has handed out and not yet seen
+//! published or failed is kept in memory, in flight for a lease's length,
+//! so relays sharing a store never get the same event. Before the lease,
+//! every event was written twice after its insert, a lease of its own and
+//! the published mark; now only the mark is (docs/performance.md).
+//!
+//! Per-order order is the rule everything else bends to: an event is
+//! handed out only when every earlier pending event of its order is handed
+//! out with it, so no two relays ever hold events of one order at once and
+//! no event overtakes an earlier one.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use checkout_ports::{OutboxKey, OutboxRecord, OutboxStats, OutboxStore, RepositoryError};
@@ -27,8 +32,41 @@ use crate::entity::outbox;
 use crate::error::DbResultExt;
 use crate::sql::{Sql, from_micros, micros};
 
-/// A claimable event, with how many pending events of its order come
-/// before it.
+/// What a store, and every clone of it, knows of the relay: who it is to
+/// the other stores on the database, until when it holds the outbox's
+/// lease, and which events it has handed out (until when).
+#[derive(Debug, Clone)]
+pub(crate) struct RelayLease(Arc<tokio::sync::Mutex<LeaseState>>);
+
+#[derive(Debug)]
+struct LeaseState {
+    holder: Uuid,
+    held_until: Option<OffsetDateTime>,
+    in_flight: HashMap<(Uuid, i64), OffsetDateTime>,
+}
+
+impl Default for RelayLease {
+    fn default() -> Self {
+        Self(Arc::new(tokio::sync::Mutex::new(LeaseState {
+            holder: Uuid::new_v4(),
+            held_until: None,
+            in_flight: HashMap::new(),
+        })))
+    }
+}
+
+impl RelayLease {
+    /// Forgets events now published or failed.
+    async fn settled(&self, events: impl IntoIterator<Item = (Uuid, i64)>) {
+        let mut state = self.0.lock().await;
+        for key in events {
+            state.in_flight.remove(&key);
+        }
+    }
+}
+
+/// A pending event due now, with how many pending events of its order
+/// come before it.
 #[derive(Debug, FromQueryResult)]
 struct Candidate {
     id: Uuid,
@@ -97,18 +135,15 @@ fn record(c: &Candidate) -> Result<OutboxRecord, RepositoryError> {
         attempts: c.attempts,
         last_error: None,
         parked_at: None,
-        claimed_until: None,
         next_attempt_at: None,
     })
 }
 
 impl SeaOrmStore {
-    /// The claimable events, oldest order first (locked on PostgreSQL).
-    /// Pending = unpublished and unparked. A candidate must be claimable
-    /// (no live lease, retry time come) and have no earlier pending event
-    /// of its order that is not claimable; `pending_before` lets
-    /// `without_gaps` drop those whose earlier events another relay is
-    /// locking right now.
+    /// The events due now, oldest order first. Pending = unpublished and
+    /// unparked. A candidate must be due (its retry time come) and have no
+    /// earlier pending event of its order that is not; `pending_before`
+    /// lets `without_gaps` drop those behind an earlier event in flight.
     ///
     /// Both look-backs are correlated counts over the order's few earlier
     /// events, an index probe per candidate. The "none held" check was a
@@ -128,69 +163,55 @@ impl SeaOrmStore {
                AS pending_before \
              FROM outbox o \
              WHERE o.published_at IS NULL AND o.parked_at IS NULL \
-             AND (o.claimed_until IS NULL OR o.claimed_until <= {now_p}) \
              AND (o.next_attempt_at IS NULL OR o.next_attempt_at <= {now_p}) \
              AND (SELECT COUNT(*) FROM outbox p WHERE p.order_id = o.order_id \
                AND p.sequence < o.sequence AND p.published_at IS NULL AND p.parked_at IS NULL \
-               AND ((p.claimed_until IS NOT NULL AND p.claimed_until > {now_p}) \
-                 OR (p.next_attempt_at IS NOT NULL AND p.next_attempt_at > {now_p}))) = 0 \
+               AND p.next_attempt_at IS NOT NULL AND p.next_attempt_at > {now_p}) = 0 \
              ORDER BY o.order_id, o.sequence LIMIT "
         ))
         .bind(i64::from(limit));
-        if self.is_postgres() {
-            sql.push(" FOR UPDATE OF o SKIP LOCKED");
-        }
         sql.build(self.db_backend())
     }
 
-    /// The events a claim may take now, read on `conn`: the candidates,
-    /// without those behind an earlier event held elsewhere.
-    async fn claimable<C: ConnectionTrait>(
+    /// Takes or renews the outbox's lease for `state`'s holder when it is
+    /// not held for more than half of `lease` still; whether it is held.
+    /// The lease is taken only from its own holder or once it has lapsed;
+    /// two stores taking it at once are serialised by its row.
+    async fn hold_lease(
         &self,
-        conn: &C,
-        limit: u32,
+        state: &mut LeaseState,
         now: OffsetDateTime,
-    ) -> Result<Vec<Candidate>, RepositoryError> {
-        let candidates = Candidate::find_by_statement(self.candidates(limit, now))
-            .all(conn)
-            .await
-            .repo()?;
-        Ok(without_gaps(candidates))
-    }
-
-    /// Leases `batch` until `until`: each event only while it is still
-    /// claimable at `now`, so the rows changed say whether all of it was.
-    ///
-    /// "Pending" is spelt `COALESCE(published_at, parked_at) IS NULL` so
-    /// that it does not imply `outbox_unpublished`'s predicate. On a table
-    /// without statistics PostgreSQL guesses that partial index holds a
-    /// handful of rows and would read all of it — the whole backlog — in
-    /// place of one probe of the key per event.
-    fn claim(
-        &self,
-        batch: &[Candidate],
-        now: OffsetDateTime,
-        until: OffsetDateTime,
-    ) -> sea_orm::Statement {
-        let mut claim = Sql::new("UPDATE outbox SET claimed_until = ");
-        claim.bind(micros(until));
-        let now_p = claim.param(micros(now));
-        claim.push(&format!(
-            " WHERE COALESCE(published_at, parked_at) IS NULL \
-                 AND (claimed_until IS NULL OR claimed_until <= {now_p}) \
-                 AND (next_attempt_at IS NULL OR next_attempt_at <= {now_p}) AND "
-        ));
-        push_keys(
-            &mut claim,
-            self.db_backend(),
-            batch.iter().map(|c| (c.order_id, c.sequence)),
-        );
-        claim.build(self.db_backend())
+        lease: time::Duration,
+    ) -> Result<bool, RepositoryError> {
+        if state
+            .held_until
+            .is_some_and(|until| until - now > lease / 2)
+        {
+            return Ok(true);
+        }
+        let until = now + lease;
+        let mut sql =
+            Sql::new("INSERT INTO relay_leases (name, holder, held_until) VALUES ('outbox', ");
+        sql.bind(state.holder)
+            .push(", ")
+            .bind(micros(until))
+            .push(
+                ") ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, \
+                 held_until = excluded.held_until \
+                 WHERE relay_leases.holder = excluded.holder OR relay_leases.held_until <= ",
+            )
+            .bind(micros(now));
+        let held = self.exec_write(sql.build(self.db_backend())).await.repo()? == 1;
+        state.held_until = held.then_some(until);
+        if !held {
+            debug!("another relay instance holds the outbox");
+        }
+        Ok(held)
     }
 
     /// Marks `events` published at `at`.
     fn published(&self, events: &[OutboxKey], at: OffsetDateTime) -> sea_orm::Statement {
-        let mut sql = Sql::new("UPDATE outbox SET claimed_until = NULL, published_at = ");
+        let mut sql = Sql::new("UPDATE outbox SET published_at = ");
         sql.bind(micros(at)).push(" WHERE ");
         push_keys(&mut sql, self.db_backend(), events.iter().map(key_values));
         sql.build(self.db_backend())
@@ -209,37 +230,32 @@ impl OutboxStore for SeaOrmStore {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        let until = now + time::Duration::seconds(i64::from(lease_seconds));
-        if self.has_ledger_thread() {
-            // SQLite with a ledger thread: read the candidates beside the
-            // writer, then claim them with a compare-and-set in the ledger's
-            // next group, which commits only if every one is still as read.
-            // An earlier event of an order never turns pending again once
-            // published or parked, so a batch that was gapless when read is
-            // gapless when claimed.
-            let batch = self.claimable(&self.reader, limit, now).await?;
-            if batch.is_empty() {
-                return Ok(Vec::new());
-            }
-            let claim = self.claim(&batch, now, until);
-            let wanted = u64::try_from(batch.len()).unwrap_or(u64::MAX);
-            if self.on_ledger_thread(&claim, Some(wanted)).await.is_some() {
-                debug!(claimed = batch.len(), "outbox batch claimed");
-                return batch.iter().map(record).collect();
-            }
-            debug!("outbox batch changed before its claim; claiming in a transaction");
-        }
-        let txn = self.begin_write().await.repo()?;
-        let batch = self.claimable(&*txn, limit, now).await?;
-        if batch.is_empty() {
+        let lease = time::Duration::seconds(i64::from(lease_seconds));
+        let mut state = self.relay.0.lock().await;
+        state.in_flight.retain(|_, until| *until > now);
+        // Read past the events in flight, which are still pending.
+        let in_flight = u32::try_from(state.in_flight.len()).unwrap_or(u32::MAX);
+        let candidates =
+            Candidate::find_by_statement(self.candidates(limit.saturating_add(in_flight), now))
+                .all(&self.reader)
+                .await
+                .repo()?;
+        let fresh = candidates
+            .into_iter()
+            .filter(|c| !state.in_flight.contains_key(&(c.order_id, c.sequence)))
+            .collect();
+        let mut batch = without_gaps(fresh);
+        batch.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+        if batch.is_empty() || !self.hold_lease(&mut state, now, lease).await? {
             return Ok(Vec::new());
         }
-        txn.execute_raw(self.claim(&batch, now, until))
-            .await
-            .repo()?;
         let records = batch.iter().map(record).collect::<Result<Vec<_>, _>>()?;
-        txn.commit().await.repo()?;
-        debug!(claimed = records.len(), "outbox batch claimed");
+        for c in &batch {
+            state
+                .in_flight
+                .insert((c.order_id, c.sequence), now + lease);
+        }
+        debug!(claimed = records.len(), "outbox batch handed out");
         Ok(records)
     }
 
@@ -252,6 +268,7 @@ impl OutboxStore for SeaOrmStore {
             return Ok(());
         }
         self.exec_write(self.published(events, at)).await.repo()?;
+        self.relay.settled(events.iter().map(key_values)).await;
         Ok(())
     }
 
@@ -263,9 +280,7 @@ impl OutboxStore for SeaOrmStore {
         retry_at: OffsetDateTime,
     ) -> Result<(), RepositoryError> {
         let parked_at = park.then(|| micros(OffsetDateTime::now_utc()));
-        let mut sql = Sql::new(
-            "UPDATE outbox SET attempts = attempts + 1, claimed_until = NULL, last_error = ",
-        );
+        let mut sql = Sql::new("UPDATE outbox SET attempts = attempts + 1, last_error = ");
         sql.bind(error)
             .push(", parked_at = ")
             .bind(parked_at)
@@ -279,6 +294,7 @@ impl OutboxStore for SeaOrmStore {
         if done == 0 {
             return Err(RepositoryError::NotFound);
         }
+        self.relay.settled([key_values(&event)]).await;
         if park {
             tracing::warn!(order_id = %event.order_id, sequence = event.sequence, error, "outbox event parked");
         }
@@ -362,7 +378,7 @@ mod tests {
         let kept = without_gaps(vec![
             c(1, 1, 0),
             c(1, 2, 1),
-            // Order 2's first pending event is held elsewhere.
+            // Order 2's first pending event is in flight.
             c(2, 3, 1),
             c(2, 4, 2),
             // Order 3: the second candidate skips one.
@@ -376,7 +392,7 @@ mod tests {
         assert_eq!(seqs, vec![(1, 1), (1, 2), (3, 1)]);
     }
 
-    /// The look-back for an earlier event held elsewhere must stay a probe
+    /// The look-back for an earlier event not due yet must stay a probe
     /// per candidate. As a `NOT EXISTS` it became an anti-join, which a
     /// database without statistics ran as a rescan of every pending event
     /// for each candidate (0.7 s a relay pass at 10,000 pending).
@@ -400,33 +416,21 @@ mod tests {
         db.finish().await;
     }
 
-    /// The relay's "published" mark and claim of `n` events.
-    fn relay_statements(store: &SeaOrmStore, n: u32) -> [sea_orm::Statement; 2] {
-        let now = OffsetDateTime::now_utc();
-        let candidates: Vec<Candidate> = (1..=n)
-            .map(|i| Candidate {
-                order_id: Uuid::now_v7(),
-                sequence: i64::from(i % 5 + 1),
-                ..c(0, 0, 0)
+    /// The relay's "published" mark of `n` events.
+    fn published_mark(store: &SeaOrmStore, n: u32) -> sea_orm::Statement {
+        let keys: Vec<OutboxKey> = (1..=n)
+            .map(|i| OutboxKey {
+                order_id: checkout_domain::OrderId::from_uuid(Uuid::now_v7()),
+                sequence: i % 5 + 1,
             })
             .collect();
-        let keys: Vec<OutboxKey> = candidates
-            .iter()
-            .map(|c| OutboxKey {
-                order_id: checkout_domain::OrderId::from_uuid(c.order_id),
-                sequence: u32::try_from(c.sequence).unwrap(),
-            })
-            .collect();
-        [
-            store.published(&keys, now),
-            store.claim(&candidates, now, now),
-        ]
+        store.published(&keys, OffsetDateTime::now_utc())
     }
 
-    /// The relay's claim and its "published" mark find each event by the
-    /// outbox's key, (order, sequence), never by scanning the outbox —
-    /// also on a database without statistics, where a scan of a large
-    /// outbox per relay batch would be the relay falling behind.
+    /// The relay's "published" mark finds each event by the outbox's key,
+    /// (order, sequence), never by scanning the outbox — also on a
+    /// database without statistics, where a scan of a large outbox per
+    /// relay batch would be the relay falling behind.
     #[tokio::test]
     async fn postgres_addresses_events_by_their_key() {
         let Some(db) = crate::plan_check::FreshPostgres::new().await else {
@@ -444,7 +448,7 @@ mod tests {
             txn.execute_unprepared(sql).await.unwrap();
         }
         txn.commit().await.unwrap();
-        for st in relay_statements(&db.store, 200) {
+        for st in [published_mark(&db.store, 200)] {
             let values = st.values.clone().map(|v| v.0).unwrap_or_default();
             let (nodes, plan) = db.plan(&st.sql, values).await;
             assert!(
@@ -479,7 +483,7 @@ mod tests {
             .await
             .unwrap();
         store.migrate().await.unwrap();
-        for st in relay_statements(&store, 3) {
+        for st in [published_mark(&store, 3)] {
             let values = st.values.clone().map(|v| v.0).unwrap_or_default();
             let rows = store
                 .reader
