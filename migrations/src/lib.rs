@@ -80,6 +80,18 @@ pub fn render(backend: sea_orm::DbBackend, sql: &str) -> String {
         .replace("{serial}", serial)
 }
 
+/// Runs `statements` in order on PostgreSQL; nothing on SQLite (for a
+/// change only PostgreSQL needs).
+async fn run_on_postgres(
+    manager: &SchemaManager<'_>,
+    statements: &[impl AsRef<str>],
+) -> Result<(), DbErr> {
+    match manager.get_database_backend() {
+        sea_orm::DbBackend::Postgres => run(manager, statements).await,
+        _ => Ok(()),
+    }
+}
+
 /// Runs `statements` in order, each rendered for the connection's backend.
 async fn run(manager: &SchemaManager<'_>, statements: &[impl AsRef<str>]) -> Result<(), DbErr> {
     let backend = manager.get_database_backend();

@@ -25,20 +25,10 @@ pub struct Migration;
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        match manager.get_database_backend() {
-            sea_orm::DbBackend::Postgres => {
-                crate::run(manager, &["ALTER TABLE outbox SET (fillfactor = 50)"]).await
-            }
-            _ => Ok(()),
-        }
+        crate::run_on_postgres(manager, &["ALTER TABLE outbox SET (fillfactor = 50)"]).await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        match manager.get_database_backend() {
-            sea_orm::DbBackend::Postgres => {
-                crate::run(manager, &["ALTER TABLE outbox RESET (fillfactor)"]).await
-            }
-            _ => Ok(()),
-        }
+        crate::run_on_postgres(manager, &["ALTER TABLE outbox RESET (fillfactor)"]).await
     }
 }

@@ -24,27 +24,17 @@ pub struct Migration;
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        match manager.get_database_backend() {
-            sea_orm::DbBackend::Postgres => {
-                crate::run(
-                    manager,
-                    &["CREATE FUNCTION checkout_refuse_write() RETURNS BIGINT \
-                       LANGUAGE plpgsql VOLATILE AS $$ BEGIN \
-                       RAISE EXCEPTION 'a gate of a one-statement write did not pass' \
-                       USING ERRCODE = 'CKR01'; END $$"],
-                )
-                .await
-            }
-            _ => Ok(()),
-        }
+        crate::run_on_postgres(
+            manager,
+            &["CREATE FUNCTION checkout_refuse_write() RETURNS BIGINT \
+               LANGUAGE plpgsql VOLATILE AS $$ BEGIN \
+               RAISE EXCEPTION 'a gate of a one-statement write did not pass' \
+               USING ERRCODE = 'CKR01'; END $$"],
+        )
+        .await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        match manager.get_database_backend() {
-            sea_orm::DbBackend::Postgres => {
-                crate::run(manager, &["DROP FUNCTION checkout_refuse_write()"]).await
-            }
-            _ => Ok(()),
-        }
+        crate::run_on_postgres(manager, &["DROP FUNCTION checkout_refuse_write()"]).await
     }
 }

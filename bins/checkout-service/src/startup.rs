@@ -62,8 +62,9 @@ pub struct Application {
     server: actix_web::dev::Server,
     /// Requests being served, for the drain on shutdown.
     in_flight: InFlight,
-    /// The admin server (`/metrics`, `/health/*`), when it has its own address.
-    admin: Option<actix_web::dev::Server>,
+    /// The admin server (`/metrics`, `/health/*`), when it has its own
+    /// address, and that address as bound.
+    admin: Option<(actix_web::dev::Server, SocketAddr)>,
     drain_timeout: Duration,
     workers: Workers,
     store: SeaOrmStore,
@@ -301,12 +302,12 @@ impl Application {
                         settings.server.admin_addr
                     )
                 })?;
-            info!(address = %admin_listener.local_addr()?, "admin endpoints (metrics, health) listening");
-            Some(checkout_http::serve_admin(
-                admin_listener,
-                state.clone(),
-                &server_settings,
-            )?)
+            let admin_address = admin_listener.local_addr()?;
+            info!(address = %admin_address, "admin endpoints (metrics, health) listening");
+            Some((
+                checkout_http::serve_admin(admin_listener, state.clone(), &server_settings)?,
+                admin_address,
+            ))
         };
         let in_flight = InFlight::default();
         let data = actix_web::web::Data::new(state);
@@ -355,6 +356,12 @@ impl Application {
         self.address.port()
     }
 
+    /// Where the admin endpoints listen, when they have an address of
+    /// their own (`server.admin_addr`; port 0 picks a free one).
+    pub fn admin_address(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().map(|(_, address)| *address)
+    }
+
     pub fn workers(&self) -> &Workers {
         &self.workers
     }
@@ -375,7 +382,7 @@ impl Application {
     ) -> anyhow::Result<()> {
         let handle = self.server.handle();
         let server = tokio::spawn(self.server);
-        let admin = self.admin.map(|a| {
+        let admin = self.admin.map(|(a, _)| {
             let h = a.handle();
             (h, tokio::spawn(a))
         });

@@ -1033,6 +1033,32 @@ impl SeaOrmStore {
         }
     }
 
+    /// The parts of a ledger write in `batch`, with the units a create
+    /// wants per book (none for a save).
+    fn write_batch(
+        &self,
+        batch: Batch,
+        write: LedgerWrite<'_>,
+    ) -> Result<(Batch, Vec<(String, u32)>), LedgerError> {
+        match write {
+            LedgerWrite::Create {
+                order,
+                changes,
+                reservation,
+                prices,
+            } => Self::create_batch(batch, order, changes, reservation, Quote::Quoted(prices)),
+            LedgerWrite::Save {
+                order,
+                expected_version,
+                changes,
+                effect,
+            } => Ok((
+                self.save_batch(batch, order, expected_version, changes, effect)?,
+                Vec::new(),
+            )),
+        }
+    }
+
     /// PostgreSQL: the ledger write as ONE statement with no transaction
     /// around it, one round trip where `BEGIN`, the statement and `COMMIT`
     /// are three (see `Batch::all_or_nothing`). `true` when it went
@@ -1041,46 +1067,28 @@ impl SeaOrmStore {
     /// in a transaction, which works out why (or, for a confirm whose
     /// reservation was confirmed before, saves the order alone).
     async fn write_in_one_statement(&self, write: LedgerWrite<'_>) -> bool {
-        let batch = match write {
-            LedgerWrite::Create {
-                order,
-                changes,
-                reservation,
-                prices,
-            } => {
-                // The statement takes each book only at its quoted price, so
-                // a price the client saw must be that one; if it is not,
-                // the transaction says so.
-                let seen_quoted = reservation.lines.iter().all(|l| {
-                    l.expected_unit_price
-                        .is_none_or(|e| prices.iter().any(|(b, p)| *b == l.book_id && *p == e))
-                });
-                if !seen_quoted {
-                    return false;
-                }
-                Self::create_batch(
-                    Batch::all_or_nothing(),
-                    order,
-                    changes,
-                    reservation,
-                    Quote::Quoted(prices),
-                )
-                .map(|(batch, _)| batch)
+        if let LedgerWrite::Create {
+            reservation,
+            prices,
+            ..
+        } = write
+        {
+            // The statement takes each book only at its quoted price, so a
+            // price the client saw must be that one; if it is not, the
+            // transaction says so.
+            let seen_quoted = reservation.lines.iter().all(|l| {
+                l.expected_unit_price
+                    .is_none_or(|e| prices.iter().any(|(b, p)| *b == l.book_id && *p == e))
+            });
+            if !seen_quoted {
+                return false;
             }
-            LedgerWrite::Save {
-                order,
-                expected_version,
-                changes,
-                effect,
-            } => self.save_batch(
-                Batch::all_or_nothing(),
-                order,
-                expected_version,
-                changes,
-                effect,
-            ),
-        };
-        let Some(statement) = batch.ok().and_then(Batch::into_one_statement) else {
+        }
+        let Some(statement) = self
+            .write_batch(Batch::all_or_nothing(), write)
+            .ok()
+            .and_then(|(batch, _)| batch.into_one_statement())
+        else {
             return false;
         };
         match self.writer.query_all_raw(statement).await {
@@ -1098,22 +1106,10 @@ impl SeaOrmStore {
     /// must show for it to have gone through. `None` when the write can't
     /// even be built (it then runs on its own, to fail there).
     fn ledger_statements(&self, write: LedgerWrite<'_>) -> Option<(Statements, GroupCheck)> {
+        let (batch, wanted) = self.write_batch(Batch::separate(), write).ok()?;
         let mut check = GroupCheck::default();
-        let batch = match write {
-            LedgerWrite::Create {
-                order,
-                changes,
-                reservation,
-                prices,
-            } => {
-                let (batch, wanted) = Self::create_batch(
-                    Batch::separate(),
-                    order,
-                    changes,
-                    reservation,
-                    Quote::Quoted(prices),
-                )
-                .ok()?;
+        match write {
+            LedgerWrite::Create { reservation, .. } => {
                 check.taken = wanted.len();
                 check.expected_prices = reservation
                     .lines
@@ -1123,19 +1119,9 @@ impl SeaOrmStore {
                             .map(|p| (l.book_id.as_str().to_owned(), p.to_minor_units()))
                     })
                     .collect();
-                batch
             }
-            LedgerWrite::Save {
-                order,
-                expected_version,
-                changes,
-                effect,
-            } => {
-                check.saves = 1;
-                self.save_batch(Batch::separate(), order, expected_version, changes, effect)
-                    .ok()?
-            }
-        };
+            LedgerWrite::Save { .. } => check.saves = 1,
+        }
         Some((batch.into_statements(), check))
     }
 

@@ -363,16 +363,19 @@ async fn operations_endpoints() {
 
 #[tokio::test]
 async fn metrics_on_a_separate_admin_address() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
+    // Port 0: the service binds a free port itself, so no other test can
+    // take it between the choice and the bind.
+    let app = TestApp::spawn_with(crate::helpers::Backend::Sqlite, |s| {
+        s.server.admin_addr = "127.0.0.1:0".to_owned()
+    })
+    .await;
+    let port = app
+        .app
+        .as_ref()
+        .and_then(|a| a.admin_address())
         .unwrap()
         .port();
-    let app = TestApp::spawn_with(crate::helpers::Backend::Sqlite, move |s| {
-        s.server.admin_addr = format!("127.0.0.1:{port}")
-    })
-    .await
-    .serve();
+    let app = app.serve();
     app.post("/orders", contract_order(), None).await;
     let admin = app
         .client
