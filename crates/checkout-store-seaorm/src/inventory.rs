@@ -1254,22 +1254,19 @@ mod tests {
             Lines::All,
             0,
         );
-        let statements = batch.into_statements();
-        assert_eq!(statements.len(), 1);
-        let (adjust, values) = statements.into_iter().next().unwrap();
-        assert!(adjust.contains("FOR UPDATE"), "{adjust}");
-        reads_stock_twice_by_key(&db, &adjust, values).await;
+        locks_then_updates_stock_by_key(&db, batch).await;
         db.finish().await;
     }
 
-    /// Asserts that `sql`'s plan never scans `stock` and reads it by its
-    /// key twice: the lock in book order, then the update.
-    async fn reads_stock_twice_by_key(
-        db: &crate::plan_check::FreshPostgres,
-        sql: &str,
-        values: Vec<sea_orm::Value>,
-    ) {
-        let (nodes, plan) = db.plan(sql, values).await;
+    /// Asserts that `batch` is one statement that locks stock rows and
+    /// whose plan never scans `stock` but reads it by its key twice: the
+    /// lock in book order, then the update.
+    async fn locks_then_updates_stock_by_key(db: &crate::plan_check::FreshPostgres, batch: Batch) {
+        let statements = batch.into_statements();
+        assert_eq!(statements.len(), 1);
+        let (sql, values) = statements.into_iter().next().unwrap();
+        assert!(sql.contains("FOR UPDATE"), "{sql}");
+        let (nodes, plan) = db.plan(&sql, values).await;
         assert!(
             !nodes
                 .iter()
@@ -1297,11 +1294,7 @@ mod tests {
             &mut batch,
             StockEffect::Confirm(ReservationId::from_uuid(Uuid::now_v7())),
         );
-        let statements = batch.into_statements();
-        assert_eq!(statements.len(), 1);
-        let (save, values) = statements.into_iter().next().unwrap();
-        assert!(save.contains("FOR UPDATE"), "{save}");
-        reads_stock_twice_by_key(&db, &save, values).await;
+        locks_then_updates_stock_by_key(&db, batch).await;
         db.finish().await;
     }
 
@@ -1327,8 +1320,7 @@ mod tests {
             },
         ];
         SeaOrmStore::push_take_all(&mut batch, "USD", &takes, 0);
-        let (take, values) = batch.into_statements().into_iter().next().unwrap();
-        reads_stock_twice_by_key(&db, &take, values).await;
+        locks_then_updates_stock_by_key(&db, batch).await;
         db.finish().await;
     }
 
@@ -1435,10 +1427,9 @@ mod tests {
         .unwrap();
         let (mut order, placed) =
             Order::place(OrderId::from_uuid(Uuid::now_v7()), &cart, now, None);
+        let ctx = || TransitionContext::new("test", now);
         let mut changes = vec![placed];
-        let step = |state| (state, TransitionContext::new("test", now));
-        let (to, ctx) = step(OrderState::Validating);
-        changes.push(order.transition(to, ctx).unwrap());
+        changes.push(order.transition(OrderState::Validating, ctx()).unwrap());
         order.apply_catalog_prices(prices).unwrap();
         let request = ReservationRequest {
             reservation_id: ReservationId::from_uuid(Uuid::now_v7()),
@@ -1462,8 +1453,7 @@ mod tests {
             },
             now,
         );
-        let (to, ctx) = step(OrderState::Reserved);
-        changes.push(order.transition(to, ctx).unwrap());
+        changes.push(order.transition(OrderState::Reserved, ctx()).unwrap());
         (order, changes, request)
     }
 

@@ -481,7 +481,7 @@ impl SeaOrmStore {
         match ledger
             .submit(
                 vec![(statement.sql.clone(), values)],
-                sqlite_ledger::Expect::Changes(None),
+                sqlite_ledger::Expect::Plain,
             )
             .await
         {
