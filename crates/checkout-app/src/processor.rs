@@ -15,19 +15,20 @@ use std::sync::Arc;
 
 use checkout_domain::{
     AuditEntry, Cart, CartDraft, DomainError, Money, Order, OrderChange, OrderId, OrderState,
-    Payment, PaymentMethod, PaymentStatus, PricingProblem, ReservationRef, ReservationStatus,
-    TransitionContext, TransitionDetail, UnavailableItem,
+    Payment, PaymentMethod, PaymentStatus, PricingProblem, ReservationId, ReservationRef,
+    ReservationStatus, TransitionContext, TransitionDetail, UnavailableItem,
 };
 use checkout_ports::{
-    Clock, CreateIntent, IdGenerator, InventoryError, InventoryPort, LedgerError, NewRefund,
-    OrderPage, OrderQuery, OrderRepository, OrderStockLedger, PaymentError, PaymentIntent,
-    PaymentProvider, Refund, RepositoryError, ReservationRequest, ReserveLine, StockEffect,
+    CatalogRead, Clock, CreateIntent, IdGenerator, InventoryError, InventoryPort, LedgerError,
+    NewRefund, OrderPage, OrderQuery, OrderRepository, OrderStockLedger, PaymentError,
+    PaymentIntent, PaymentProvider, Refund, RepositoryError, ReservationRequest, ReserveLine,
+    StockEffect,
 };
 use rust_decimal::Decimal;
 use serde_json::json;
 use time::OffsetDateTime;
 use tokio::time::Instant;
-use tracing::{Instrument, info, info_span, warn};
+use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::error::AppError;
 use crate::metrics as m;
@@ -274,26 +275,13 @@ impl OrderProcessor {
                 .reject_pricing(order, changes, problem, &actor, now)
                 .await;
         }
-        order.attach_reservation(
-            ReservationRef {
-                id: reservation.id,
-                expires_at: reservation.expires_at,
-                status: ReservationStatus::Active,
-            },
+        self.reserved_and_paying(
+            &mut order,
+            &mut changes,
+            (reservation.id, reservation.expires_at),
+            &actor,
             now,
-        );
-        changes.push(
-            order.transition(
-                OrderState::Reserved,
-                ctx("Inventory reserved", now, &actor)
-                    .metadata(json!({ "reservation_id": reservation.id })),
-            )?,
-        );
-        order.set_payment(Payment::begin(self.payments.name(), id, 1), now);
-        changes.push(order.transition(
-            OrderState::ProcessingPayment,
-            ctx("Initiating payment", now, &actor),
-        )?);
+        )?;
         if let Err(e) = self.create(&order, &changes).await {
             self.release_quietly(reservation.id).await;
             return Err(e);
@@ -303,6 +291,11 @@ impl OrderProcessor {
 
     /// The pipeline when stock and orders share a transaction: price from
     /// the catalog, then reserve and write the order in one commit.
+    ///
+    /// The first quote may come from the store's memory; when the prices
+    /// or the reservation refuse it, the order is priced once more from the
+    /// catalog itself (`CatalogRead`), so a stale memory costs a round trip,
+    /// never an order the catalog would take.
     #[allow(clippy::too_many_arguments)]
     async fn run_ledger_pipeline(
         &self,
@@ -315,26 +308,78 @@ impl OrderProcessor {
         now: OffsetDateTime,
     ) -> Result<PlacedOrder, AppError> {
         let books: Vec<_> = request.lines.iter().map(|l| l.book_id.clone()).collect();
-        let prices = match ledger.catalog_prices(&books).await {
-            Ok(p) => p,
-            Err(e) => {
-                return self
-                    .inventory_outage(order, changes, e.to_string(), actor, now)
-                    .await;
+        let mut read = CatalogRead::Cached;
+        loop {
+            let prices = match ledger.catalog_prices(&books, read).await {
+                Ok(p) => p,
+                Err(e) => {
+                    return self
+                        .inventory_outage(order, changes, e.to_string(), actor, now)
+                        .await;
+                }
+            };
+            let (mut priced, mut priced_changes) = (order.clone(), changes.clone());
+            let refusal = match priced.apply_catalog_prices(&prices) {
+                Err(problem) => problem,
+                Ok(()) => {
+                    self.reserved_and_paying(
+                        &mut priced,
+                        &mut priced_changes,
+                        (request.reservation_id, request.expires_at),
+                        actor,
+                        now,
+                    )?;
+                    match ledger
+                        .create_with_reservation(&priced, &priced_changes, &request, &prices)
+                        .await
+                    {
+                        Ok(()) => {
+                            m::changes_saved(&priced_changes);
+                            return self.pay(priced, cart.payment_method(), actor).await;
+                        }
+                        Err(LedgerError::Inventory(InventoryError::Pricing(problem))) => problem,
+                        Err(LedgerError::Inventory(InventoryError::Unavailable(items))) => {
+                            return self
+                                .insufficient_inventory(order, changes, items, actor, now)
+                                .await;
+                        }
+                        Err(LedgerError::Inventory(other)) => {
+                            return self
+                                .inventory_outage(order, changes, other.to_string(), actor, now)
+                                .await;
+                        }
+                        Err(LedgerError::Repository(e)) => return Err(e.into()),
+                    }
+                }
+            };
+            if read == CatalogRead::Cached {
+                debug!(
+                    code = refusal.code(),
+                    "quote refused; pricing from the catalog itself"
+                );
+                read = CatalogRead::Fresh;
+                continue;
             }
-        };
-        let validated = (order.clone(), changes.clone());
-        let (mut order, mut changes) = (order, changes);
-        if let Err(problem) = order.apply_catalog_prices(&prices) {
-            let (order, changes) = validated;
             return self
-                .reject_pricing(order, changes, problem, actor, now)
+                .reject_pricing(order, changes, refusal, actor, now)
                 .await;
         }
+    }
+
+    /// A priced order's next steps: its reservation attached, then
+    /// `reserved` and `processing_payment`.
+    fn reserved_and_paying(
+        &self,
+        order: &mut Order,
+        changes: &mut Vec<OrderChange>,
+        (reservation_id, expires_at): (ReservationId, OffsetDateTime),
+        actor: &Option<String>,
+        now: OffsetDateTime,
+    ) -> Result<(), AppError> {
         order.attach_reservation(
             ReservationRef {
-                id: request.reservation_id,
-                expires_at: request.expires_at,
+                id: reservation_id,
+                expires_at,
                 status: ReservationStatus::Active,
             },
             now,
@@ -343,7 +388,7 @@ impl OrderProcessor {
             order.transition(
                 OrderState::Reserved,
                 ctx("Inventory reserved", now, actor)
-                    .metadata(json!({ "reservation_id": request.reservation_id })),
+                    .metadata(json!({ "reservation_id": reservation_id })),
             )?,
         );
         order.set_payment(Payment::begin(self.payments.name(), order.id(), 1), now);
@@ -351,33 +396,7 @@ impl OrderProcessor {
             OrderState::ProcessingPayment,
             ctx("Initiating payment", now, actor),
         )?);
-        match ledger
-            .create_with_reservation(&order, &changes, &request, &prices)
-            .await
-        {
-            Ok(()) => {
-                m::changes_saved(&changes);
-                self.pay(order, cart.payment_method(), actor).await
-            }
-            Err(LedgerError::Inventory(e)) => {
-                let (order, changes) = validated;
-                match e {
-                    InventoryError::Unavailable(items) => {
-                        self.insufficient_inventory(order, changes, items, actor, now)
-                            .await
-                    }
-                    InventoryError::Pricing(problem) => {
-                        self.reject_pricing(order, changes, problem, actor, now)
-                            .await
-                    }
-                    other => {
-                        self.inventory_outage(order, changes, other.to_string(), actor, now)
-                            .await
-                    }
-                }
-            }
-            Err(LedgerError::Repository(e)) => Err(e.into()),
-        }
+        Ok(())
     }
 
     /// Not enough stock: inventory_failed with the short lines.

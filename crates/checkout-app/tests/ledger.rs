@@ -267,3 +267,112 @@ async fn concurrent_orders_never_oversell() {
     assert_eq!(paid, 5);
     assert_eq!(stock(&store, "bk-1").await, (0, 0));
 }
+
+/// The store's ledger, with a memory of the catalog that remembers `stale`
+/// whatever the catalog says now, and the reads the pipeline asked for.
+struct StaleMemory {
+    store: MemoryStore,
+    stale: Vec<(BookId, Money)>,
+    reads: std::sync::Mutex<Vec<CatalogRead>>,
+}
+
+#[async_trait]
+impl OrderStockLedger for StaleMemory {
+    async fn catalog_prices(
+        &self,
+        books: &[BookId],
+        read: CatalogRead,
+    ) -> Result<Vec<(BookId, Money)>, InventoryError> {
+        self.reads.lock().unwrap().push(read);
+        match read {
+            CatalogRead::Cached => Ok(self.stale.clone()),
+            CatalogRead::Fresh => self.store.catalog_prices(books, read).await,
+        }
+    }
+    async fn create_with_reservation(
+        &self,
+        order: &Order,
+        changes: &[OrderChange],
+        reservation: &ReservationRequest,
+        prices: &[(BookId, Money)],
+    ) -> Result<(), LedgerError> {
+        self.store
+            .create_with_reservation(order, changes, reservation, prices)
+            .await
+    }
+    async fn save_with_stock(
+        &self,
+        order: &Order,
+        expected_version: u64,
+        changes: &[OrderChange],
+        effect: StockEffect,
+    ) -> Result<(), LedgerError> {
+        self.store
+            .save_with_stock(order, expected_version, changes, effect)
+            .await
+    }
+}
+
+/// A processor whose first quotes say bk-1 costs 10.00 (the catalog: 12.50).
+async fn with_stale_memory() -> (OrderProcessor, MemoryStore, Arc<StaleMemory>) {
+    let (_, store) = setup().await;
+    let ledger = Arc::new(StaleMemory {
+        store: store.clone(),
+        stale: vec![(
+            BookId::parse("bk-1").unwrap(),
+            Money::new(Decimal::from_str("10.00").unwrap(), Currency::USD).unwrap(),
+        )],
+        reads: Default::default(),
+    });
+    let p = processor(&store, Arc::new(store.clone())).with_stock_ledger(ledger.clone());
+    (p, store, ledger)
+}
+
+#[tokio::test]
+async fn a_stale_remembered_price_is_requoted_never_charged() {
+    // Refused by the reservation (the client sent no price).
+    let (p, store, ledger) = with_stale_memory().await;
+    let placed = p
+        .place_order_from_draft(cart("bk-1", 1, None), None)
+        .await
+        .unwrap();
+    let PlacedOrder::Paid(order) = placed else {
+        panic!("{placed:?}")
+    };
+    assert_eq!(order.totals().unwrap().subtotal.to_string(), "12.50");
+    assert_eq!(
+        *ledger.reads.lock().unwrap(),
+        [CatalogRead::Cached, CatalogRead::Fresh]
+    );
+    assert_eq!(stock(&store, "bk-1").await, (4, 0));
+
+    // Refused by the pricing (the client saw the catalog's price).
+    let (p, _, ledger) = with_stale_memory().await;
+    let placed = p
+        .place_order_from_draft(cart("bk-1", 1, Some("12.50")), None)
+        .await
+        .unwrap();
+    assert!(matches!(placed, PlacedOrder::Paid(_)), "{placed:?}");
+    assert_eq!(
+        *ledger.reads.lock().unwrap(),
+        [CatalogRead::Cached, CatalogRead::Fresh]
+    );
+}
+
+#[tokio::test]
+async fn a_price_the_catalog_refuses_is_refused_after_one_fresh_quote() {
+    let (p, store, ledger) = with_stale_memory().await;
+    let placed = p
+        .place_order_from_draft(cart("bk-1", 1, Some("10.00")), None)
+        .await
+        .unwrap();
+    assert!(
+        matches!(placed, PlacedOrder::InventoryRejected { ref problem, .. } if problem.code() == "price_mismatch"),
+        "{placed:?}"
+    );
+    assert_eq!(
+        *ledger.reads.lock().unwrap(),
+        [CatalogRead::Cached, CatalogRead::Fresh]
+    );
+    assert_eq!(stock(&store, "bk-1").await, (5, 0));
+}

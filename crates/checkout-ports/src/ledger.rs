@@ -34,15 +34,33 @@ pub enum StockEffect {
     Release(ReservationId),
 }
 
+/// Where a quote of catalog prices may come from.
+///
+/// A store may keep the prices it has read or written in memory, so that an
+/// order's quote costs no round trip. That is safe for charging: the
+/// reservation takes each book only at the quoted price, so a stale price is
+/// refused, never charged. But a stale quote would then refuse an order the
+/// catalog would take, so the pipeline quotes once more, `Fresh`, when a
+/// quote it got `Cached` was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CatalogRead {
+    /// From the store's memory where it has every book asked for.
+    Cached,
+    /// From the catalog itself; the store's memory takes what it read.
+    Fresh,
+}
+
 /// An order store that also keeps the stock.
 #[cfg_attr(feature = "mocks", mockall::automock)]
 #[async_trait]
 pub trait OrderStockLedger: Send + Sync {
-    /// The catalog's current unit prices of `books` (unknown books are
-    /// absent). A plain read: the reservation re-checks each price.
+    /// The catalog's unit prices of `books` (unknown books are absent). A
+    /// plain read, current or — with `CatalogRead::Cached` — as the store
+    /// last saw it: the reservation re-checks each price.
     async fn catalog_prices(
         &self,
         books: &[BookId],
+        read: CatalogRead,
     ) -> Result<Vec<(BookId, Money)>, InventoryError>;
 
     /// In one transaction: reserves `reservation` (all lines or none, each

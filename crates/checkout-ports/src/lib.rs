@@ -22,7 +22,7 @@ pub use inventory::{
     InventoryError, InventoryPort, Reservation, ReservationLine, ReservationRequest, ReserveLine,
     StockAdmin, StockItem,
 };
-pub use ledger::{LedgerError, OrderStockLedger, StockEffect};
+pub use ledger::{CatalogRead, LedgerError, OrderStockLedger, StockEffect};
 pub use payments::{
     CreateIntent, PaymentError, PaymentIntent, PaymentProvider, ProviderRefund, RefundStatus,
 };

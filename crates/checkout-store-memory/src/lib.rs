@@ -14,11 +14,11 @@ use checkout_domain::{
     PriceMismatch, PricingProblem, RefundId, ReservationId, ReservationStatus, UnavailableItem,
 };
 use checkout_ports::{
-    IdempotencyBegin, IdempotencyError, IdempotencyStore, InventoryError, InventoryPort,
-    LedgerError, NewRefund, OrderPage, OrderQuery, OrderRepository, OrderStockLedger, OutboxKey,
-    OutboxRecord, OutboxStats, OutboxStore, Refund, RefundRecordStatus, RepositoryError,
-    Reservation, ReservationLine, ReservationRequest, StockAdmin, StockEffect, StockItem,
-    StoredResponse,
+    CatalogRead, IdempotencyBegin, IdempotencyError, IdempotencyStore, InventoryError,
+    InventoryPort, LedgerError, NewRefund, OrderPage, OrderQuery, OrderRepository,
+    OrderStockLedger, OutboxKey, OutboxRecord, OutboxStats, OutboxStore, Refund,
+    RefundRecordStatus, RepositoryError, Reservation, ReservationLine, ReservationRequest,
+    StockAdmin, StockEffect, StockItem, StoredResponse,
 };
 use time::OffsetDateTime;
 
@@ -738,9 +738,11 @@ impl OutboxStore for MemoryStore {
 
 #[async_trait]
 impl OrderStockLedger for MemoryStore {
+    /// Always current: the stock is in this process's memory already.
     async fn catalog_prices(
         &self,
         books: &[BookId],
+        _read: CatalogRead,
     ) -> Result<Vec<(BookId, Money)>, InventoryError> {
         let s = self.lock();
         Ok(books

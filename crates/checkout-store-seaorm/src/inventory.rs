@@ -19,8 +19,8 @@ use checkout_domain::{
     UnavailableItem,
 };
 use checkout_ports::{
-    InventoryError, InventoryPort, LedgerError, OrderStockLedger, RepositoryError, Reservation,
-    ReservationRequest, StockAdmin, StockEffect, StockItem,
+    CatalogRead, InventoryError, InventoryPort, LedgerError, OrderStockLedger, RepositoryError,
+    Reservation, ReservationRequest, StockAdmin, StockEffect, StockItem,
 };
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, FromQueryResult, QueryFilter,
@@ -816,7 +816,9 @@ impl StockAdmin for SeaOrmStore {
             .await
             .inv()?
             .ok_or_else(|| InventoryError::Unexpected("upsert returned no row".into()))?;
-        convert::stock_item(&row).map_err(unexpected)
+        let item = convert::stock_item(&row).map_err(unexpected)?;
+        self.prices.set(&item.book_id, item.price);
+        Ok(item)
     }
 
     async fn get_stock(&self, book_id: &BookId) -> Result<StockItem, InventoryError> {
@@ -845,11 +847,17 @@ impl OrderStockLedger for SeaOrmStore {
     async fn catalog_prices(
         &self,
         books: &[BookId],
+        read: CatalogRead,
     ) -> Result<Vec<(BookId, Money)>, InventoryError> {
         if books.is_empty() {
             return Ok(Vec::new());
         }
-        stock::Entity::find()
+        if read == CatalogRead::Cached {
+            if let Some(quote) = self.prices.quote(books) {
+                return Ok(quote);
+            }
+        }
+        let answer = stock::Entity::find()
             .filter(stock::Column::BookId.is_in(books.iter().map(BookId::as_str)))
             .all(&self.reader)
             .await
@@ -859,7 +867,9 @@ impl OrderStockLedger for SeaOrmStore {
                 let item = convert::stock_item(r).map_err(unexpected)?;
                 Ok((item.book_id, item.price))
             })
-            .collect()
+            .collect::<Result<Vec<_>, InventoryError>>()?;
+        self.prices.learn(books, &answer);
+        Ok(answer)
     }
 
     #[instrument(skip_all, fields(order_id = %order.id(), reservation_id = %reservation.reservation_id))]

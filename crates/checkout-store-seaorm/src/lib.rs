@@ -33,6 +33,7 @@
 //!   statements go to the database thread as ONE call (see `sql::Batch`):
 //!   BEGIN, one call, COMMIT.
 
+mod catalog;
 mod checkpointer;
 mod convert;
 mod entity;
@@ -158,6 +159,9 @@ pub struct SeaOrmStore {
     gate: WriteGate,
     /// The outbox relay's lease and its events in flight (`outbox`).
     relay: outbox::RelayLease,
+    /// The catalog's prices as last read or written, for quotes
+    /// (`catalog`).
+    prices: catalog::PriceMemory,
 }
 
 /// SQLite has one writer at a time. The store writes through two
@@ -243,6 +247,7 @@ impl SeaOrmStore {
                 checkpointer: None,
                 gate: WriteGate::default(),
                 relay: outbox::RelayLease::default(),
+                prices: catalog::PriceMemory::default(),
             })
         } else {
             Err(StoreError::UnsupportedUrl(
@@ -346,6 +351,7 @@ impl SeaOrmStore {
             checkpointer: None,
             gate: WriteGate::default(),
             relay: outbox::RelayLease::default(),
+            prices: catalog::PriceMemory::default(),
         };
         if let (true, Some(path)) = (options.group_commit, file) {
             let gate = WriteGate::closed();

@@ -10,9 +10,10 @@ use checkout_domain::{
     Currency, Money, OrderState, PricingProblem, Quantity, ReservationId, ReservationStatus,
 };
 use checkout_ports::{
-    InventoryError, InventoryPort, LedgerError, OrderRepository, OrderStockLedger, RepositoryError,
-    ReservationRequest, ReserveLine, StockAdmin, StockEffect,
+    CatalogRead, InventoryError, InventoryPort, LedgerError, OrderRepository, OrderStockLedger,
+    RepositoryError, ReservationRequest, ReserveLine, StockAdmin, StockEffect,
 };
+use sea_orm::ConnectionTrait;
 use support::{TestDb, book, ctx, order_id, reserved_order, secs, stock, t0, usd};
 use uuid::Uuid;
 
@@ -366,7 +367,7 @@ both!(stock_administration, |db| {
     ));
     assert!(
         db.store
-            .catalog_prices(&[book("bk-a"), book("bk-none")])
+            .catalog_prices(&[book("bk-a"), book("bk-none")], CatalogRead::Cached)
             .await
             .unwrap()
             == vec![(book("bk-a"), usd("1.00"))]
@@ -377,7 +378,11 @@ both!(ledger_commits_order_and_stock_together, |db| {
     stock(&db, "bk-1", "12.50", 5).await;
     stock(&db, "bk-2", "20.00", 1).await;
     let books = [book("bk-1"), book("bk-2")];
-    let prices = db.store.catalog_prices(&books).await.unwrap();
+    let prices = db
+        .store
+        .catalog_prices(&books, CatalogRead::Fresh)
+        .await
+        .unwrap();
 
     // A priced, reserved order written with its reservation in one commit.
     let new_order = |seq: u64, items: &[(&str, i64)]| {
@@ -558,9 +563,88 @@ both!(ledger_commits_order_and_stock_together, |db| {
         .unwrap();
 });
 
+// A quote may come from the store's memory of the catalog; a price changed
+// behind the store's back (another instance, an operator's SQL) is then
+// refused by the reservation, never charged, and a fresh quote replaces it.
+both!(
+    a_remembered_price_changed_elsewhere_is_refused_then_requoted,
+    |db| {
+        stock(&db, "bk-1", "12.50", 5).await;
+        let books = [book("bk-1")];
+        let remembered = db
+            .store
+            .catalog_prices(&books, CatalogRead::Cached)
+            .await
+            .unwrap();
+        assert_eq!(remembered, vec![(book("bk-1"), usd("12.50"))]);
+
+        db.raw
+            .execute_unprepared("UPDATE stock SET price_minor = 1300 WHERE book_id = 'bk-1'")
+            .await
+            .unwrap();
+        let stale = db
+            .store
+            .catalog_prices(&books, CatalogRead::Cached)
+            .await
+            .unwrap();
+        assert_eq!(stale, remembered, "a cached quote costs no read");
+        let (order, changes, req) =
+            reserved_order(order_id(1), "cust-memo", &[("bk-1", 1)], &stale);
+        let err = db
+            .store
+            .create_with_reservation(&order, &changes, &req, &stale)
+            .await
+            .unwrap_err();
+        match err {
+            LedgerError::Inventory(InventoryError::Pricing(PricingProblem::PriceMismatch(m))) => {
+                assert_eq!((m[0].expected, m[0].catalog), (usd("12.50"), usd("13.00")));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(counts(&db, "bk-1").await, (5, 0));
+        assert_eq!(db.count("orders").await, 0);
+
+        let fresh = db
+            .store
+            .catalog_prices(&books, CatalogRead::Fresh)
+            .await
+            .unwrap();
+        assert_eq!(fresh, vec![(book("bk-1"), usd("13.00"))]);
+        assert_eq!(
+            db.store
+                .catalog_prices(&books, CatalogRead::Cached)
+                .await
+                .unwrap(),
+            fresh,
+            "the fresh read is remembered"
+        );
+        let (order, changes, req) =
+            reserved_order(order_id(2), "cust-memo", &[("bk-1", 1)], &fresh);
+        db.store
+            .create_with_reservation(&order, &changes, &req, &fresh)
+            .await
+            .unwrap();
+        assert_eq!(counts(&db, "bk-1").await, (4, 1));
+
+        // A price this store writes is remembered as written.
+        stock(&db, "bk-1", "11.00", 4).await;
+        assert_eq!(
+            db.store
+                .catalog_prices(&books, CatalogRead::Cached)
+                .await
+                .unwrap(),
+            vec![(book("bk-1"), usd("11.00"))]
+        );
+    }
+);
+
 both!(concurrent_ledger_saves_move_stock_once, |db| {
     stock(&db, "bk-1", "12.50", 100).await;
-    let prices = db.store.catalog_prices(&[book("bk-1")]).await.unwrap();
+    let prices = db
+        .store
+        .catalog_prices(&[book("bk-1")], CatalogRead::Fresh)
+        .await
+        .unwrap();
     for seq in 1..=10u64 {
         let (mut order, mut changes, req) =
             reserved_order(order_id(seq), "cust-race", &[("bk-1", 2)], &prices);
@@ -638,7 +722,7 @@ both!(
         stock(&db, "bk-cold", "5.00", 1_000).await;
         let prices = db
             .store
-            .catalog_prices(&[book("bk-hot"), book("bk-cold")])
+            .catalog_prices(&[book("bk-hot"), book("bk-cold")], CatalogRead::Fresh)
             .await
             .unwrap();
         let mut tasks = Vec::new();
@@ -707,7 +791,11 @@ both!(
             stock(&db, b, "4.00", 1_000).await;
         }
         let catalog: Vec<_> = books.iter().map(|b| book(b)).collect();
-        let prices = db.store.catalog_prices(&catalog).await.unwrap();
+        let prices = db
+            .store
+            .catalog_prices(&catalog, CatalogRead::Fresh)
+            .await
+            .unwrap();
         let mut tasks = Vec::new();
         for seq in 0..48u64 {
             let store = db.store.clone();

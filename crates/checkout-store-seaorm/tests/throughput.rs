@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use checkout_domain::{OrderState, ReservationStatus};
-use checkout_ports::{OrderStockLedger, StockEffect};
+use checkout_ports::{CatalogRead, OrderStockLedger, StockEffect};
 use support::{TestDb, book, ctx, order_id, reserved_order, stock, t0};
 
 /// Concurrent callers (`THROUGHPUT_CALLERS` overrides).
@@ -45,7 +45,10 @@ async fn one_order(store: &checkout_store_seaorm::SeaOrmStore, seq: u64) {
     };
     let items = [(b1.as_str(), 1), (b2.as_str(), 1)];
     let books = [book(&b1), book(&b2)];
-    let prices = store.catalog_prices(&books).await.unwrap();
+    let prices = store
+        .catalog_prices(&books, CatalogRead::Fresh)
+        .await
+        .unwrap();
     let (mut order, mut changes, req) =
         reserved_order(order_id(seq), "cust-bench", &items, &prices);
     changes.push(
