@@ -459,27 +459,8 @@ mod tests {
     /// group is rolled back and each write run alone.
     #[tokio::test]
     async fn a_failing_write_commits_nothing_and_the_rest_commit() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("ledger.db").to_string_lossy().into_owned();
-        Connection::open(&path)
-            .unwrap()
-            .execute_batch(
-                "PRAGMA journal_mode = WAL; \
-                 CREATE TABLE t (id INTEGER PRIMARY KEY, n INTEGER NOT NULL); \
-                 INSERT INTO t VALUES (1, 0), (2, 0);",
-            )
-            .unwrap();
         let gate = WriteGate::closed();
-        let ledger = SqliteLedger::start(
-            LedgerConnection {
-                path: path.clone(),
-                synchronous_full: false,
-                busy_timeout: Duration::from_secs(1),
-                autocheckpoint: true,
-            },
-            gate.clone(),
-        )
-        .unwrap();
+        let (_dir, path, ledger) = ledger_on_a_table(Duration::from_secs(1), gate.clone());
         let held = gate.enter().await;
         let write = |sql: &str, id: i64| {
             ledger.submit(
@@ -503,18 +484,15 @@ mod tests {
         assert_eq!(b, Outcome::RolledBack);
         assert_eq!(c, Outcome::Committed(1));
         assert_eq!(d, Outcome::Committed(0));
-        let db = Connection::open(&path).unwrap();
-        let n: Vec<i64> = db
-            .prepare("SELECT n FROM t ORDER BY id")
-            .unwrap()
-            .query_map([], |r| r.get(0))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
-        assert_eq!(n, vec![2, 0]);
+        assert_eq!(counts(&path), vec![2, 0]);
     }
 
-    fn ledger_on_a_table(busy_timeout: Duration) -> (tempfile::TempDir, String, SqliteLedger) {
+    /// A ledger thread on a fresh file whose table `t` has rows 1 and 2,
+    /// both with `n` = 0.
+    fn ledger_on_a_table(
+        busy_timeout: Duration,
+        gate: WriteGate,
+    ) -> (tempfile::TempDir, String, SqliteLedger) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ledger.db").to_string_lossy().into_owned();
         Connection::open(&path)
@@ -522,20 +500,29 @@ mod tests {
             .execute_batch(
                 "PRAGMA journal_mode = WAL; \
                  CREATE TABLE t (id INTEGER PRIMARY KEY, n INTEGER NOT NULL); \
-                 INSERT INTO t VALUES (1, 0);",
+                 INSERT INTO t VALUES (1, 0), (2, 0);",
             )
             .unwrap();
-        let ledger = SqliteLedger::start(
-            LedgerConnection {
-                path: path.clone(),
-                synchronous_full: false,
-                busy_timeout,
-                autocheckpoint: true,
-            },
-            WriteGate::default(),
-        )
-        .unwrap();
+        let connection = LedgerConnection {
+            path: path.clone(),
+            synchronous_full: false,
+            busy_timeout,
+            autocheckpoint: true,
+        };
+        let ledger = SqliteLedger::start(connection, gate).unwrap();
         (dir, path, ledger)
+    }
+
+    /// Each row's `n`, by id.
+    fn counts(path: &str) -> Vec<i64> {
+        Connection::open(path)
+            .unwrap()
+            .prepare("SELECT n FROM t ORDER BY id")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
     }
 
     fn bump(ledger: &SqliteLedger) -> impl Future<Output = Outcome> + '_ {
@@ -548,18 +535,11 @@ mod tests {
         )
     }
 
-    fn n(path: &str) -> i64 {
-        Connection::open(path)
-            .unwrap()
-            .query_row("SELECT n FROM t WHERE id = 1", [], |r| r.get(0))
-            .unwrap()
-    }
-
     /// Another connection holding the write lock (as the checkpoint
     /// thread's WAL restart does) makes a ledger write wait, not fail.
     #[tokio::test]
     async fn a_write_waits_for_a_lock_held_elsewhere() {
-        let (_dir, path, ledger) = ledger_on_a_table(Duration::from_secs(5));
+        let (_dir, path, ledger) = ledger_on_a_table(Duration::from_secs(5), WriteGate::default());
         let holder = Connection::open(&path).unwrap();
         holder.execute_batch("BEGIN IMMEDIATE").unwrap();
         let write = tokio::spawn({
@@ -569,19 +549,20 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(50)).await;
         holder.execute_batch("COMMIT").unwrap();
         assert_eq!(write.await.unwrap(), Outcome::Committed(1));
-        assert_eq!(n(&path), 1);
+        assert_eq!(counts(&path), vec![1, 0]);
     }
 
     /// ... and gives up, writing nothing, once its busy timeout has run
     /// out.
     #[tokio::test]
     async fn a_write_gives_up_on_a_lock_held_past_its_busy_timeout() {
-        let (_dir, path, ledger) = ledger_on_a_table(Duration::from_millis(20));
+        let (_dir, path, ledger) =
+            ledger_on_a_table(Duration::from_millis(20), WriteGate::default());
         let holder = Connection::open(&path).unwrap();
         holder.execute_batch("BEGIN IMMEDIATE").unwrap();
         assert_eq!(bump(&ledger).await, Outcome::RolledBack);
         holder.execute_batch("COMMIT").unwrap();
-        assert_eq!(n(&path), 0);
+        assert_eq!(counts(&path), vec![0, 0]);
         assert_eq!(bump(&ledger).await, Outcome::Committed(1));
     }
 
