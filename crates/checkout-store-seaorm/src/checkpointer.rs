@@ -14,9 +14,8 @@
 //! does. A passive checkpoint that never catches up with a busy writer
 //! would let the WAL grow without bound, so once it passes
 //! [`RESTART_FRAMES`] the thread also tries a `RESTART` checkpoint, which
-//! lets the next writer start the WAL from the beginning; it waits
-//! [`READER_WAIT`] at most for the write lock and for the readers still in
-//! the WAL, and otherwise tries again on the next round.
+//! lets the next writer start the WAL from the beginning; it waits for no
+//! lock (busy timeout 0) and simply tries again on the next round.
 
 use std::sync::mpsc as std_mpsc;
 use std::time::Duration;
@@ -30,16 +29,6 @@ const INTERVAL: Duration = Duration::from_millis(50);
 /// WAL pages (frames) past which the thread also tries to restart the WAL:
 /// 16 MiB with SQLite's 4 KiB pages.
 const RESTART_FRAMES: i64 = 4_096;
-
-/// How long a restart waits for the write lock and, holding it, for the
-/// readers still in the WAL.
-///
-/// A restart takes the write lock, copies the last frames back and fsyncs
-/// the database file, and only then looks for readers still in the WAL;
-/// without waiting for them, half of the restarts at 2,400 orders/s found
-/// one and had stopped every write for nothing (docs/performance.md).
-/// Waiting holds the writers back meanwhile, so it is short.
-const READER_WAIT: Duration = Duration::from_millis(2);
 
 /// The handle that keeps the checkpoint thread running; the thread does a
 /// last checkpoint and ends when every clone is dropped.
@@ -61,12 +50,17 @@ impl Checkpointer {
     /// Opens a connection to `path` and starts the thread. The caller turns
     /// automatic checkpoints off on its writers only when this succeeded.
     pub(crate) fn start(path: &str) -> Result<Checkpointer, String> {
-        let db = open(path).map_err(|e| e.to_string())?;
+        let db = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| e.to_string())?;
+        // Never wait for a lock: a busy round is simply tried again.
+        db.busy_timeout(Duration::ZERO).map_err(|e| e.to_string())?;
         let (alive, stopped) = std_mpsc::channel::<()>();
         std::thread::Builder::new()
             .name("sqlite-checkpoint".into())
             .spawn(move || {
-                crate::sqlite_ledger::set_lock_wait(READER_WAIT);
                 // Until every handle is gone (the store is closing).
                 while let Err(std_mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(INTERVAL)
                 {
@@ -80,18 +74,6 @@ impl Checkpointer {
             .map_err(|e| e.to_string())?;
         Ok(Checkpointer { _alive: alive })
     }
-}
-
-/// The thread's connection. It waits for a lock as the ledger thread
-/// does, looking again every 100 µs, for as long as its thread allows
-/// (`READER_WAIT`); a busy round is simply tried again.
-fn open(path: &str) -> rusqlite::Result<Connection> {
-    let db = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )?;
-    db.busy_handler(Some(crate::sqlite_ledger::wait_for_lock))?;
-    Ok(db)
 }
 
 /// One round: copy back what the WAL holds; restart it when it has grown.
@@ -173,42 +155,6 @@ mod tests {
         }
         writer.execute_batch("COMMIT").unwrap();
         assert!(!checkpoint(&db, "RESTART").unwrap().busy);
-    }
-
-    /// A reader in the WAL holds a restart back; the restart waits for
-    /// it as long as its thread allows, and restarts once it has gone.
-    #[test]
-    fn a_restart_waits_for_a_reader_in_the_wal_as_long_as_it_may() {
-        let dir = tempfile::tempdir().unwrap();
-        let (path, writer) = wal_db(&dir);
-        writer
-            .execute("INSERT INTO t VALUES (zeroblob(4000))", [])
-            .unwrap();
-        let reader = Connection::open(&path).unwrap();
-        reader.execute_batch("BEGIN").unwrap();
-        let n: i64 = reader
-            .query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(n, 1);
-        let db = open(&path).unwrap();
-        crate::sqlite_ledger::set_lock_wait(Duration::ZERO);
-        let held_back = checkpoint(&db, "RESTART").unwrap();
-        assert!(held_back.busy, "{held_back:?}");
-        let (ended, end) = std_mpsc::channel::<()>();
-        // The reader goes a little after the restart has begun to wait
-        // (were it gone before, the restart would not need to wait, and
-        // the test would still pass).
-        let reading = std::thread::spawn(move || {
-            end.recv().unwrap();
-            std::thread::sleep(Duration::from_millis(50));
-            reader.execute_batch("COMMIT").unwrap();
-        });
-        crate::sqlite_ledger::set_lock_wait(Duration::from_secs(10));
-        ended.send(()).unwrap();
-        let restarted = checkpoint(&db, "RESTART").unwrap();
-        reading.join().unwrap();
-        assert!(!restarted.busy, "{restarted:?}");
-        assert_eq!(restarted.copied, restarted.frames);
     }
 
     #[test]

@@ -65,11 +65,6 @@ thread_local! {
         Cell::new((Instant::now(), Duration::from_secs(5)));
 }
 
-/// Sets how long [`wait_for_lock`] waits on this thread.
-pub(crate) fn set_lock_wait(limit: Duration) {
-    LOCK_WAIT.with(|wait| wait.set((Instant::now(), limit)));
-}
-
 /// The ledger connection's busy handler: looks again every [`LOCK_POLL`]
 /// until the lock is free or the thread's busy timeout has run out.
 ///
@@ -78,7 +73,7 @@ pub(crate) fn set_lock_wait(limit: Duration) {
 /// is the WAL restart's, which holds it for a checkpoint's last frames and
 /// an fsync, several times a second under load; every order in flight
 /// waited out the overshoot with it (docs/performance.md).
-pub(crate) fn wait_for_lock(looks: i32) -> bool {
+fn wait_for_lock(looks: i32) -> bool {
     LOCK_WAIT.with(|wait| {
         let now = Instant::now();
         let (since, limit) = wait.get();
@@ -172,7 +167,7 @@ impl SqliteLedger {
         let spawned = std::thread::Builder::new()
             .name("sqlite-ledger".into())
             .spawn(move || {
-                set_lock_wait(busy_timeout);
+                LOCK_WAIT.with(|wait| wait.set((Instant::now(), busy_timeout)));
                 while let Ok(first) = queue.recv() {
                     // The group is gathered once the gate is ours, so the
                     // writes that queued while the SeaORM writer held it
