@@ -15,9 +15,9 @@
 //!   minor units, ids as UUIDs bound natively (see `checkout-migrations`).
 //!   PostgreSQL-only clauses (`FOR UPDATE`, `SKIP LOCKED`) are added where
 //!   several service instances must not do the same work twice.
-//! - The SeaORM entities are private ([`entity`]); rows are converted to and
-//!   from domain types explicitly ([`convert`]), and driver errors are
-//!   translated into the ports' error variants ([`error`]).
+//! - The SeaORM entities are private (`entity`); rows are converted to and
+//!   from domain types explicitly (`convert`), and driver errors are
+//!   translated into the ports' error variants (`error`).
 //! - SQLite has a single writer. On a file, the hot path's writes (the
 //!   ledger pair and every single-statement write) go to the ledger thread,
 //!   which groups concurrent ones into one transaction (`sqlite_ledger`);
