@@ -60,9 +60,9 @@ const LOCK_POLL: Duration = Duration::from_micros(100);
 
 thread_local! {
     /// The ledger thread's lock wait: since when it waits (set at its
-    /// first look) and for how long it may (`busy_timeout`).
-    static LOCK_WAIT: Cell<(Instant, Duration)> =
-        Cell::new((Instant::now(), Duration::from_secs(5)));
+    /// first look) and for how long it may (`busy_timeout`, set when the
+    /// thread installs [`wait_for_lock`]; no wait on any other thread).
+    static LOCK_WAIT: Cell<(Instant, Duration)> = Cell::new((Instant::now(), Duration::ZERO));
 }
 
 /// The ledger connection's busy handler: looks again every [`LOCK_POLL`]
@@ -167,7 +167,14 @@ impl SqliteLedger {
         let spawned = std::thread::Builder::new()
             .name("sqlite-ledger".into())
             .spawn(move || {
+                // The connection was opened with SQLite's own busy handler
+                // (its set-up ran on the caller's thread); from here on it
+                // waits with ours, whose limit lives on this thread.
                 LOCK_WAIT.with(|wait| wait.set((Instant::now(), busy_timeout)));
+                if let Err(e) = db.busy_handler(Some(wait_for_lock)) {
+                    warn!(error = %e, "SQLite ledger keeps SQLite's busy handler");
+                    let _ = db.busy_timeout(busy_timeout);
+                }
                 while let Ok(first) = queue.recv() {
                     // The group is gathered once the gate is ours, so the
                     // writes that queued while the SeaORM writer held it
@@ -242,7 +249,7 @@ fn open(conn: &LedgerConnection) -> rusqlite::Result<Connection> {
         &conn.path,
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
-    db.busy_handler(Some(wait_for_lock))?;
+    db.busy_timeout(conn.busy_timeout)?;
     db.execute_batch(if conn.synchronous_full {
         "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;"
     } else {
@@ -468,14 +475,13 @@ mod tests {
                 Expect::Plain,
             )
         };
-        let bump = |id: i64| write("UPDATE t SET n = n + 1 WHERE id = $1", id);
         let (a, b, c, d, ()) = tokio::join!(
             // In order: every write is sent before the gate opens.
             biased;
-            bump(1),
+            bump(&ledger, 1),
             write("UPDATE t SET n = NULL WHERE id = $1", 2),
-            bump(1),
-            bump(3),
+            bump(&ledger, 1),
+            bump(&ledger, 3),
             async move {
                 drop(held);
             }
@@ -525,11 +531,12 @@ mod tests {
             .unwrap()
     }
 
-    fn bump(ledger: &SqliteLedger) -> impl Future<Output = Outcome> + '_ {
+    /// Adds one to row `id`'s `n`.
+    fn bump(ledger: &SqliteLedger, id: i64) -> impl Future<Output = Outcome> + '_ {
         ledger.submit(
             vec![(
                 "UPDATE t SET n = n + 1 WHERE id = $1".to_owned(),
-                vec![Value::BigInt(Some(1))],
+                vec![Value::BigInt(Some(id))],
             )],
             Expect::Plain,
         )
@@ -544,9 +551,10 @@ mod tests {
         holder.execute_batch("BEGIN IMMEDIATE").unwrap();
         let write = tokio::spawn({
             let ledger = ledger.clone();
-            async move { bump(&ledger).await }
+            async move { bump(&ledger, 1).await }
         });
         tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!write.is_finished(), "the write did not wait for the lock");
         holder.execute_batch("COMMIT").unwrap();
         assert_eq!(write.await.unwrap(), Outcome::Committed(1));
         assert_eq!(counts(&path), vec![1, 0]);
@@ -560,10 +568,10 @@ mod tests {
             ledger_on_a_table(Duration::from_millis(20), WriteGate::default());
         let holder = Connection::open(&path).unwrap();
         holder.execute_batch("BEGIN IMMEDIATE").unwrap();
-        assert_eq!(bump(&ledger).await, Outcome::RolledBack);
+        assert_eq!(bump(&ledger, 1).await, Outcome::RolledBack);
         holder.execute_batch("COMMIT").unwrap();
         assert_eq!(counts(&path), vec![0, 0]);
-        assert_eq!(bump(&ledger).await, Outcome::Committed(1));
+        assert_eq!(bump(&ledger, 1).await, Outcome::Committed(1));
     }
 
     #[test]
