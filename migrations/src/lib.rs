@@ -42,6 +42,7 @@ mod m20261203_000006_outbox_fillfactor;
 mod m20261203_000007_column_domains;
 mod m20261203_000008_refused_write;
 mod m20261203_000009_relay_lease;
+mod m20261206_000010_open_reservation_indexes;
 
 /// Applies and rolls back the checkout schema.
 #[derive(Debug, Clone, Copy, Default)]
@@ -60,6 +61,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000007_column_domains::Migration),
             Box::new(m20261203_000008_refused_write::Migration),
             Box::new(m20261203_000009_relay_lease::Migration),
+            Box::new(m20261206_000010_open_reservation_indexes::Migration),
         ]
     }
 }

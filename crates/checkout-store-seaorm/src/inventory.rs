@@ -103,6 +103,24 @@ enum Lines<'a> {
 const TAKEN_COLUMNS: &[&str] = &["book_id", "price_minor"];
 
 impl SeaOrmStore {
+    /// The expiry sweep's pick: up to `limit` active reservations past
+    /// their expiry, soonest expired first. The status is a literal: the
+    /// index it searches holds active reservations only (a partial index,
+    /// `m20261206_000010_open_reservation_indexes`).
+    fn expired_reservation_pick(&self, now: OffsetDateTime, limit: u32) -> sea_orm::Statement {
+        let mut pick =
+            Sql::new("SELECT id FROM reservations WHERE status = 'active' AND expires_at < ");
+        pick.bind(micros(now))
+            .push(" ORDER BY expires_at LIMIT ")
+            .bind(i64::from(limit));
+        if self.is_postgres() {
+            // Another instance sweeping right now keeps its rows; we take
+            // the next ones instead of waiting.
+            pick.push(" FOR UPDATE SKIP LOCKED");
+        }
+        pick.build(self.db_backend())
+    }
+
     /// A reservation with its lines, if it exists.
     async fn load_reservation<C: ConnectionTrait>(
         &self,
@@ -739,18 +757,8 @@ impl InventoryPort for SeaOrmStore {
     ) -> Result<u64, InventoryError> {
         let backend = self.db_backend();
         let txn = self.begin_write().await.inv()?;
-        let mut pick =
-            Sql::new("SELECT id FROM reservations WHERE status = 'active' AND expires_at < ");
-        pick.bind(micros(now))
-            .push(" ORDER BY expires_at LIMIT ")
-            .bind(i64::from(limit));
-        if self.is_postgres() {
-            // Another instance sweeping right now keeps its rows; we take
-            // the next ones instead of waiting.
-            pick.push(" FOR UPDATE SKIP LOCKED");
-        }
         let picked: Vec<Uuid> = txn
-            .query_all_raw(pick.build(backend))
+            .query_all_raw(self.expired_reservation_pick(now, limit))
             .await
             .inv()?
             .iter()
@@ -1244,6 +1252,56 @@ mod tests {
     use sea_orm::DbBackend;
 
     use super::*;
+
+    /// The expiry sweep searches the index of active reservations (a
+    /// partial index: usable only because the query names the status as
+    /// a literal), on both databases.
+    #[tokio::test]
+    async fn the_expiry_sweep_searches_the_active_reservations() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/plan.db?mode=rwc", dir.path().display());
+        let store = SeaOrmStore::connect(&url, crate::StoreOptions::default())
+            .await
+            .unwrap();
+        store.migrate().await.unwrap();
+        let st = store.expired_reservation_pick(OffsetDateTime::now_utc(), 100);
+        let rows = store
+            .reader
+            .query_all_raw(sea_orm::Statement::from_sql_and_values(
+                DbBackend::Sqlite,
+                format!("EXPLAIN QUERY PLAN {}", st.sql),
+                st.values.map(|v| v.0).unwrap_or_default(),
+            ))
+            .await
+            .unwrap();
+        let details: Vec<String> = rows
+            .iter()
+            .map(|r| r.try_get_by_index::<String>(3).unwrap())
+            .collect();
+        assert!(
+            details.iter().any(|d| d.starts_with(
+                "SEARCH reservations USING INDEX reservations_active_expiry (expires_at<?)"
+            )),
+            "{details:?}"
+        );
+        store.close().await.unwrap();
+
+        let Some(db) = crate::plan_check::FreshPostgres::new().await else {
+            return;
+        };
+        let st = db
+            .store
+            .expired_reservation_pick(OffsetDateTime::now_utc(), 100);
+        let values = st.values.clone().map(|v| v.0).unwrap_or_default();
+        let (nodes, plan) = db.plan_without_scans(&st.sql, values).await;
+        assert!(
+            nodes
+                .iter()
+                .any(|n| n.index.as_deref() == Some("reservations_active_expiry")),
+            "{plan}"
+        );
+        db.finish().await;
+    }
 
     /// A stock adjustment on its own (a confirm or release through the
     /// inventory port, the expiry worker) is one statement that locks the

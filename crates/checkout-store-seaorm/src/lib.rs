@@ -527,7 +527,7 @@ mod tests {
 /// defaults. They check the shape of a plan, never its speed.
 #[cfg(test)]
 pub(crate) mod plan_check {
-    use sea_orm::{ConnectionTrait, Database, DbBackend, Statement, Value};
+    use sea_orm::{ConnectionTrait, Database, DbBackend, Statement, TransactionTrait, Value};
     use uuid::Uuid;
 
     use super::{SeaOrmStore, StoreOptions};
@@ -559,6 +559,21 @@ pub(crate) mod plan_check {
         for child in node["Plans"].as_array().into_iter().flatten() {
             collect(child, out);
         }
+    }
+
+    fn explain(sql: &str, values: Vec<Value>) -> Statement {
+        Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            format!("EXPLAIN (FORMAT JSON) {sql}"),
+            values,
+        )
+    }
+
+    fn nodes(row: sea_orm::QueryResult) -> (Vec<PlanNode>, String) {
+        let plan = row.try_get_by_index::<serde_json::Value>(0).unwrap();
+        let mut nodes = Vec::new();
+        collect(&plan[0]["Plan"], &mut nodes);
+        (nodes, plan.to_string())
     }
 
     /// A migrated PostgreSQL database of the test's own.
@@ -605,22 +620,35 @@ pub(crate) mod plan_check {
         /// Every node of the plan PostgreSQL makes for `sql` with
         /// `values`, and the whole plan as text for failure messages.
         pub(crate) async fn plan(&self, sql: &str, values: Vec<Value>) -> (Vec<PlanNode>, String) {
-            let explain = Statement::from_sql_and_values(
-                DbBackend::Postgres,
-                format!("EXPLAIN (FORMAT JSON) {sql}"),
-                values,
-            );
             let row = self
                 .store
                 .reader
-                .query_one_raw(explain)
+                .query_one_raw(explain(sql, values))
                 .await
                 .unwrap()
                 .unwrap();
-            let plan = row.try_get_by_index::<serde_json::Value>(0).unwrap();
-            let mut nodes = Vec::new();
-            collect(&plan[0]["Plan"], &mut nodes);
-            (nodes, plan.to_string())
+            nodes(row)
+        }
+
+        /// The plan with sequential scans priced out (`enable_seqscan =
+        /// off`): whether an index can serve `sql` at all, whatever the
+        /// table's size.
+        pub(crate) async fn plan_without_scans(
+            &self,
+            sql: &str,
+            values: Vec<Value>,
+        ) -> (Vec<PlanNode>, String) {
+            let txn = self.store.reader.begin().await.unwrap();
+            txn.execute_unprepared("SET LOCAL enable_seqscan = off")
+                .await
+                .unwrap();
+            let row = txn
+                .query_one_raw(explain(sql, values))
+                .await
+                .unwrap()
+                .unwrap();
+            txn.rollback().await.unwrap();
+            nodes(row)
         }
 
         pub(crate) async fn finish(self) {

@@ -14,8 +14,10 @@ use checkout_domain::{
     AuditEntry, Money, Order, OrderChange, OrderId, OrderState, RefundId, ReservationStatus,
 };
 use checkout_ports::{NewRefund, OrderPage, OrderQuery, OrderRepository, Refund, RepositoryError};
+use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Value,
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Select,
+    Value,
 };
 use time::OffsetDateTime;
 use tracing::{debug, instrument};
@@ -29,6 +31,43 @@ use crate::{SeaOrmStore, WriteTxn};
 
 /// Most orders one listing returns.
 const MAX_PAGE: u32 = 200;
+
+/// The orders' expiry sweep: orders in `states` whose reservation is
+/// active and past its expiry, soonest expired first.
+fn expired_reservations(states: &[OrderState], now: OffsetDateTime) -> Select<orders::Entity> {
+    orders::Entity::find()
+        .filter(reservation_is(ReservationStatus::Active))
+        .filter(orders::Column::ReservationExpiresAt.lt(micros(now)))
+        .filter(orders::Column::State.is_in(states.iter().map(|s| s.as_str())))
+        .order_by_asc(orders::Column::ReservationExpiresAt)
+}
+
+/// The confirm retrier's sweep: paid (or later) orders whose reservation
+/// is still to be confirmed, longest waiting first.
+fn unconfirmed_reservations() -> Select<orders::Entity> {
+    let paid_or_later = [
+        OrderState::Paid,
+        OrderState::Fulfilling,
+        OrderState::Completed,
+        OrderState::Cancelled,
+        OrderState::Refunded,
+    ];
+    orders::Entity::find()
+        .filter(reservation_is(ReservationStatus::ConfirmPending))
+        .filter(orders::Column::State.is_in(paid_or_later.iter().map(|s| s.as_str())))
+        .order_by_asc(orders::Column::UpdatedAt)
+}
+
+/// `reservation_status = '…'` with the status written as a literal, not
+/// bound: the index the sweeps need holds only open reservations (a
+/// partial index, `m20261206_000010_open_reservation_indexes`), and a
+/// database proves a query may use it only from a literal.
+fn reservation_is(status: ReservationStatus) -> Expr {
+    Expr::cust(format!(
+        "\"orders\".\"reservation_status\" = '{}'",
+        status.as_str()
+    ))
+}
 
 impl SeaOrmStore {
     /// Rebuilds orders from their rows, loading the lines of all of them in
@@ -374,32 +413,15 @@ impl OrderRepository for SeaOrmStore {
         if states.is_empty() {
             return Ok(Vec::new());
         }
-        let select = orders::Entity::find()
-            .filter(orders::Column::ReservationStatus.eq(ReservationStatus::Active.as_str()))
-            .filter(orders::Column::ReservationExpiresAt.lt(micros(now)))
-            .filter(orders::Column::State.is_in(states.iter().map(|s| s.as_str())))
-            .order_by_asc(orders::Column::ReservationExpiresAt);
-        self.find_orders(select, limit).await
+        self.find_orders(expired_reservations(states, now), limit)
+            .await
     }
 
     async fn find_unconfirmed_reservations(
         &self,
         limit: u32,
     ) -> Result<Vec<Order>, RepositoryError> {
-        let paid_or_later = [
-            OrderState::Paid,
-            OrderState::Fulfilling,
-            OrderState::Completed,
-            OrderState::Cancelled,
-            OrderState::Refunded,
-        ];
-        let select = orders::Entity::find()
-            .filter(
-                orders::Column::ReservationStatus.eq(ReservationStatus::ConfirmPending.as_str()),
-            )
-            .filter(orders::Column::State.is_in(paid_or_later.iter().map(|s| s.as_str())))
-            .order_by_asc(orders::Column::UpdatedAt);
-        self.find_orders(select, limit).await
+        self.find_orders(unconfirmed_reservations(), limit).await
     }
 
     #[instrument(skip_all, fields(order_id = %refund.order_id, refund_id = %refund.id))]
@@ -565,5 +587,80 @@ impl OrderRepository for SeaOrmStore {
         .push(" ON CONFLICT (provider, event_id) DO NOTHING");
         let done = self.exec_write(sql.build(self.db_backend())).await.repo()?;
         Ok(done == 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use sea_orm::{DbBackend, QueryTrait};
+
+    use super::*;
+    use crate::StoreOptions;
+
+    /// The sweeps' queries, as the store runs them.
+    fn sweeps(backend: DbBackend) -> Vec<sea_orm::Statement> {
+        let now = OffsetDateTime::now_utc();
+        vec![
+            expired_reservations(&[OrderState::Reserved, OrderState::ProcessingPayment], now)
+                .build(backend),
+            unconfirmed_reservations().build(backend),
+        ]
+    }
+
+    /// The sweeps search the index of open reservations: a partial index,
+    /// which a query may use only when its condition implies the index's.
+    #[tokio::test]
+    async fn sqlite_sweeps_search_the_open_reservations() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/plan.db?mode=rwc", dir.path().display());
+        let store = SeaOrmStore::connect(&url, StoreOptions::default())
+            .await
+            .unwrap();
+        store.migrate().await.unwrap();
+        for st in sweeps(DbBackend::Sqlite) {
+            let values = st.values.clone().map(|v| v.0).unwrap_or_default();
+            let rows = store
+                .reader
+                .query_all_raw(sea_orm::Statement::from_sql_and_values(
+                    DbBackend::Sqlite,
+                    format!("EXPLAIN QUERY PLAN {}", st.sql),
+                    values,
+                ))
+                .await
+                .unwrap();
+            let details: Vec<String> = rows
+                .iter()
+                .map(|r| r.try_get_by_index::<String>(3).unwrap())
+                .collect();
+            assert!(
+                details
+                    .iter()
+                    .any(|d| d.starts_with("SEARCH orders USING INDEX orders_open_reservation")),
+                "{details:?}"
+            );
+        }
+        store.close().await.unwrap();
+    }
+
+    /// The same on PostgreSQL, with scans priced out so that the plan
+    /// shows whether the index can serve the query at all.
+    #[tokio::test]
+    async fn postgres_sweeps_can_use_the_open_reservations_index() {
+        let Some(db) = crate::plan_check::FreshPostgres::new().await else {
+            return;
+        };
+        for st in sweeps(DbBackend::Postgres) {
+            let values = st.values.clone().map(|v| v.0).unwrap_or_default();
+            let (nodes, plan) = db.plan_without_scans(&st.sql, values).await;
+            assert!(
+                nodes
+                    .iter()
+                    .any(|n| n.index.as_deref() == Some("orders_open_reservation")),
+                "{plan}"
+            );
+        }
+        db.finish().await;
     }
 }
