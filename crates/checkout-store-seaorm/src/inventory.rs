@@ -1258,48 +1258,27 @@ mod tests {
     /// a literal), on both databases.
     #[tokio::test]
     async fn the_expiry_sweep_searches_the_active_reservations() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}/plan.db?mode=rwc", dir.path().display());
-        let store = SeaOrmStore::connect(&url, crate::StoreOptions::default())
-            .await
-            .unwrap();
-        store.migrate().await.unwrap();
-        let st = store.expired_reservation_pick(OffsetDateTime::now_utc(), 100);
-        let rows = store
-            .reader
-            .query_all_raw(sea_orm::Statement::from_sql_and_values(
-                DbBackend::Sqlite,
-                format!("EXPLAIN QUERY PLAN {}", st.sql),
-                st.values.map(|v| v.0).unwrap_or_default(),
-            ))
-            .await
-            .unwrap();
-        let details: Vec<String> = rows
-            .iter()
-            .map(|r| r.try_get_by_index::<String>(3).unwrap())
-            .collect();
+        let db = crate::plan_check::FreshSqlite::new().await;
+        let pick = db
+            .store
+            .expired_reservation_pick(OffsetDateTime::now_utc(), 100);
+        let details = db.plan(&pick).await;
         assert!(
             details.iter().any(|d| d.starts_with(
                 "SEARCH reservations USING INDEX reservations_active_expiry (expires_at<?)"
             )),
             "{details:?}"
         );
-        store.close().await.unwrap();
+        db.finish().await;
 
         let Some(db) = crate::plan_check::FreshPostgres::new().await else {
             return;
         };
-        let st = db
+        let pick = db
             .store
             .expired_reservation_pick(OffsetDateTime::now_utc(), 100);
-        let values = st.values.clone().map(|v| v.0).unwrap_or_default();
-        let (nodes, plan) = db.plan_without_scans(&st.sql, values).await;
-        assert!(
-            nodes
-                .iter()
-                .any(|n| n.index.as_deref() == Some("reservations_active_expiry")),
-            "{plan}"
-        );
+        db.assert_can_use_index(&pick, "reservations_active_expiry")
+            .await;
         db.finish().await;
     }
 

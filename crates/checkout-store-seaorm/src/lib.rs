@@ -576,6 +576,46 @@ pub(crate) mod plan_check {
         (nodes, plan.to_string())
     }
 
+    /// A migrated SQLite database in a directory of the test's own.
+    pub(crate) struct FreshSqlite {
+        pub(crate) store: SeaOrmStore,
+        _dir: tempfile::TempDir,
+    }
+
+    impl FreshSqlite {
+        pub(crate) async fn new() -> Self {
+            let dir = tempfile::tempdir().unwrap();
+            let url = format!("sqlite://{}/plan.db?mode=rwc", dir.path().display());
+            let store = SeaOrmStore::connect(&url, StoreOptions::default())
+                .await
+                .unwrap();
+            store.migrate().await.unwrap();
+            Self { store, _dir: dir }
+        }
+
+        /// The steps of SQLite's plan for `statement` (`EXPLAIN QUERY
+        /// PLAN`'s details: `SEARCH t USING INDEX i (…)`, `SCAN t`, …).
+        pub(crate) async fn plan(&self, statement: &Statement) -> Vec<String> {
+            let rows = self
+                .store
+                .reader
+                .query_all_raw(Statement::from_sql_and_values(
+                    DbBackend::Sqlite,
+                    format!("EXPLAIN QUERY PLAN {}", statement.sql),
+                    statement.values.clone().map(|v| v.0).unwrap_or_default(),
+                ))
+                .await
+                .unwrap();
+            rows.iter()
+                .map(|r| r.try_get_by_index::<String>(3).unwrap())
+                .collect()
+        }
+
+        pub(crate) async fn finish(self) {
+            self.store.close().await.unwrap();
+        }
+    }
+
     /// A migrated PostgreSQL database of the test's own.
     pub(crate) struct FreshPostgres {
         pub(crate) store: SeaOrmStore,
@@ -649,6 +689,17 @@ pub(crate) mod plan_check {
                 .unwrap();
             txn.rollback().await.unwrap();
             nodes(row)
+        }
+
+        /// Asserts that `index` can serve `statement`: it is in the plan
+        /// made with sequential scans priced out.
+        pub(crate) async fn assert_can_use_index(&self, statement: &Statement, index: &str) {
+            let values = statement.values.clone().map(|v| v.0).unwrap_or_default();
+            let (nodes, plan) = self.plan_without_scans(&statement.sql, values).await;
+            assert!(
+                nodes.iter().any(|n| n.index.as_deref() == Some(index)),
+                "{plan}"
+            );
         }
 
         pub(crate) async fn finish(self) {

@@ -477,37 +477,17 @@ mod tests {
     /// each row is a search of the key, not a scan of the table.
     #[tokio::test]
     async fn sqlite_addresses_events_by_their_key() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}/plan.db?mode=rwc", dir.path().display());
-        let store = SeaOrmStore::connect(&url, crate::StoreOptions::default())
-            .await
-            .unwrap();
-        store.migrate().await.unwrap();
-        for st in [published_mark(&store, 3)] {
-            let values = st.values.clone().map(|v| v.0).unwrap_or_default();
-            let rows = store
-                .reader
-                .query_all_raw(sea_orm::Statement::from_sql_and_values(
-                    DbBackend::Sqlite,
-                    format!("EXPLAIN QUERY PLAN {}", st.sql),
-                    values,
-                ))
-                .await
-                .unwrap();
-            let details: Vec<String> = rows
-                .iter()
-                .map(|r| r.try_get_by_index::<String>(3).unwrap())
-                .collect();
-            assert!(
-                details.iter().any(|d| d.starts_with("SEARCH outbox USING")
-                    && d.contains("(order_id=? AND sequence=?)")),
-                "{details:?}"
-            );
-            assert!(
-                !details.iter().any(|d| d.starts_with("SCAN outbox")),
-                "{details:?}"
-            );
-        }
-        store.close().await.unwrap();
+        let db = crate::plan_check::FreshSqlite::new().await;
+        let details = db.plan(&published_mark(&db.store, 3)).await;
+        assert!(
+            details.iter().any(|d| d.starts_with("SEARCH outbox USING")
+                && d.contains("(order_id=? AND sequence=?)")),
+            "{details:?}"
+        );
+        assert!(
+            !details.iter().any(|d| d.starts_with("SCAN outbox")),
+            "{details:?}"
+        );
+        db.finish().await;
     }
 }
