@@ -337,24 +337,41 @@ fn run_checked(db: &Connection, tasks: &[Task]) -> Result<Vec<u64>, String> {
 /// (docs/performance.md). Done here, on the requesting task, not on the
 /// ledger thread.
 fn numbered_placeholders(text: &str) -> String {
+    // From one `$`, quote or closing quote to the next, copying the text
+    // between them whole: the three are ASCII, and no byte of a multi-byte
+    // character is, so each is a character boundary. (Char by char, this
+    // was the largest Rust cost of a request on the HTTP worker, 2 % of the
+    // service's CPU: the statements are long column lists.)
+    let bytes = text.as_bytes();
     let mut out = String::with_capacity(text.len());
-    let mut quote: Option<char> = None;
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
+    let mut quote: Option<u8> = None;
+    let mut copied = 0;
+    let mut at = 0;
+    while at < bytes.len() {
+        let next = match quote {
+            Some(q) => memchr::memchr(q, &bytes[at..]),
+            None => memchr::memchr3(b'$', b'\'', b'"', &bytes[at..]),
+        };
+        let Some(found) = next.map(|n| at + n) else {
+            break;
+        };
+        let b = bytes[found];
         match quote {
             // A doubled quote inside a literal reads as the quote twice,
             // leaving and re-entering it, which keeps the state right.
-            Some(q) if c == q => quote = None,
-            Some(_) => {}
-            None if c == '\'' || c == '"' => quote = Some(c),
-            None if c == '$' && chars.peek().is_some_and(char::is_ascii_digit) => {
-                out.push('?');
-                continue;
+            Some(_) => quote = None,
+            None if b == b'$' => {
+                if bytes.get(found + 1).is_some_and(u8::is_ascii_digit) {
+                    out.push_str(&text[copied..found]);
+                    out.push('?');
+                    copied = found + 1;
+                }
             }
-            None => {}
+            None => quote = Some(b),
         }
-        out.push(c);
+        at = found + 1;
     }
+    out.push_str(&text[copied..]);
     out
 }
 
@@ -581,6 +598,11 @@ mod tests {
                 "UPDATE t SET a = $2, b = '$1 it''s $3', \"$4\" = $10 WHERE c = $2 AND d = $"
             ),
             "UPDATE t SET a = ?2, b = '$1 it''s $3', \"$4\" = ?10 WHERE c = ?2 AND d = $"
+        );
+        // Characters of several bytes, inside and outside quotes.
+        assert_eq!(
+            numbered_placeholders("SELECT 'café $1', $1, \"ñ\" = $2, ü$3"),
+            "SELECT 'café $1', ?1, \"ñ\" = ?2, ü?3"
         );
     }
 
