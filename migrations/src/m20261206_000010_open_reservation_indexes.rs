@@ -19,6 +19,12 @@
 //! values (which neither database can prove anything about when it
 //! plans). The orders' predicate is written as an `OR`: SQLite proves
 //! `x = 'a'` implies `x = 'a' OR x = 'b'`, not that it implies an `IN`.
+//!
+//! On PostgreSQL the new indexes are built inside the migration's
+//! transaction, which holds writes to `orders` and `reservations` back for
+//! a scan of each. An operator with large tables can build them first with
+//! `CREATE INDEX CONCURRENTLY` under the same names and definitions: the
+//! migration creates them only if they are not there.
 
 use sea_orm_migration::prelude::*;
 
@@ -26,14 +32,14 @@ use sea_orm_migration::prelude::*;
 pub struct Migration;
 
 const UP: &[&str] = &[
-    "DROP INDEX reservations_status_expiry",
+    "DROP INDEX IF EXISTS reservations_status_expiry",
     // The stock's expiry sweep: active reservations by expiry.
-    "CREATE INDEX reservations_active_expiry ON reservations (expires_at) \
+    "CREATE INDEX IF NOT EXISTS reservations_active_expiry ON reservations (expires_at) \
      WHERE status = 'active'",
-    "DROP INDEX orders_reservation",
+    "DROP INDEX IF EXISTS orders_reservation",
     // The orders' reservation sweeps: expired active reservations, and
     // confirmations left to retry.
-    "CREATE INDEX orders_open_reservation ON orders (reservation_status, reservation_expires_at) \
+    "CREATE INDEX IF NOT EXISTS orders_open_reservation ON orders (reservation_status, reservation_expires_at) \
      WHERE reservation_status = 'active' OR reservation_status = 'confirm_pending'",
 ];
 

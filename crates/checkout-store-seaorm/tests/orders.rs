@@ -822,6 +822,54 @@ both!(migrations_go_up_down_and_up_again, |db| {
     create_placed(&db, 1, "cust-1").await;
 });
 
+/// How many indexes are named `name`.
+async fn indexes_named(db: &TestDb, name: &str) -> i64 {
+    let sql = match db.backend() {
+        checkout_store_seaorm::Backend::Sqlite => {
+            format!("SELECT COUNT(*) FROM sqlite_schema WHERE type = 'index' AND name = '{name}'")
+        }
+        checkout_store_seaorm::Backend::Postgres => {
+            format!("SELECT COUNT(*) FROM pg_indexes WHERE indexname = '{name}'")
+        }
+    };
+    db.scalar(&sql).await
+}
+
+both!(
+    open_reservation_indexes_may_be_built_before_their_migration,
+    |db| {
+        let conn = sea_orm::Database::connect(db.url.as_str()).await.unwrap();
+        Migrator::down(&conn, Some(1)).await.unwrap();
+        assert_eq!(indexes_named(&db, "orders_reservation").await, 1);
+        assert_eq!(indexes_named(&db, "orders_open_reservation").await, 0);
+        // An operator builds one of the new indexes first, without blocking
+        // writes (CONCURRENTLY: PostgreSQL only, and outside a transaction).
+        let concurrently = match db.backend() {
+            checkout_store_seaorm::Backend::Sqlite => "",
+            checkout_store_seaorm::Backend::Postgres => "CONCURRENTLY",
+        };
+        db.raw
+            .execute_unprepared(&format!(
+                "CREATE INDEX {concurrently} orders_open_reservation ON orders \
+             (reservation_status, reservation_expires_at) \
+             WHERE reservation_status = 'active' OR reservation_status = 'confirm_pending'"
+            ))
+            .await
+            .unwrap();
+        // The migration then makes only what is missing.
+        Migrator::up(&conn, None).await.unwrap();
+        conn.close().await.unwrap();
+        for (name, count) in [
+            ("orders_reservation", 0),
+            ("orders_open_reservation", 1),
+            ("reservations_status_expiry", 0),
+            ("reservations_active_expiry", 1),
+        ] {
+            assert_eq!(indexes_named(&db, name).await, count, "{name}");
+        }
+    }
+);
+
 /// How many of `columns` make up the outbox's primary key.
 async fn outbox_key_columns(db: &TestDb, columns: &str) -> i64 {
     let sql = match db.backend() {
