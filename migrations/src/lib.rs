@@ -33,6 +33,25 @@
 
 pub use sea_orm_migration::prelude::*;
 
+/// Implements `MigrationTrait` for the module's `Migration` as its `UP`
+/// statements up and its `DOWN` statements down, each rendered for the
+/// connection's backend ([`render`]): the shape of every migration that
+/// is SQL alone.
+macro_rules! sql_migration {
+    () => {
+        #[async_trait::async_trait]
+        impl MigrationTrait for Migration {
+            async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+                crate::run(manager, UP).await
+            }
+
+            async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+                crate::run(manager, DOWN).await
+            }
+        }
+    };
+}
+
 mod m20261125_000001_orders;
 mod m20261125_000002_payments;
 mod m20261125_000003_idempotency;

@@ -67,13 +67,4 @@ const DOWN: &[&str] = &[
     "DROP TABLE payment_attempts",
 ];
 
-#[async_trait::async_trait]
-impl MigrationTrait for Migration {
-    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        crate::run(manager, UP).await
-    }
-
-    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        crate::run(manager, DOWN).await
-    }
-}
+sql_migration!();

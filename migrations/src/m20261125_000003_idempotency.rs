@@ -34,13 +34,4 @@ const UP: &[&str] = &[
 
 const DOWN: &[&str] = &["DROP TABLE idempotency_keys"];
 
-#[async_trait::async_trait]
-impl MigrationTrait for Migration {
-    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        crate::run(manager, UP).await
-    }
-
-    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        crate::run(manager, DOWN).await
-    }
-}
+sql_migration!();

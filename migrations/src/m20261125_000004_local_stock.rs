@@ -59,13 +59,4 @@ const DOWN: &[&str] = &[
     "DROP TABLE stock",
 ];
 
-#[async_trait::async_trait]
-impl MigrationTrait for Migration {
-    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        crate::run(manager, UP).await
-    }
-
-    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        crate::run(manager, DOWN).await
-    }
-}
+sql_migration!();

@@ -50,13 +50,4 @@ const DOWN: &[&str] = &[
     "CREATE INDEX reservations_status_expiry ON reservations (status, expires_at)",
 ];
 
-#[async_trait::async_trait]
-impl MigrationTrait for Migration {
-    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        crate::run(manager, UP).await
-    }
-
-    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        crate::run(manager, DOWN).await
-    }
-}
+sql_migration!();

@@ -670,32 +670,22 @@ pub(crate) mod plan_check {
             nodes(row)
         }
 
-        /// The plan with sequential scans priced out (`enable_seqscan =
-        /// off`): whether an index can serve `sql` at all, whatever the
-        /// table's size.
-        pub(crate) async fn plan_without_scans(
-            &self,
-            sql: &str,
-            values: Vec<Value>,
-        ) -> (Vec<PlanNode>, String) {
+        /// Asserts that `index` can serve `statement`: it is in the plan
+        /// made with sequential scans priced out (`enable_seqscan = off`),
+        /// whatever the table's size.
+        pub(crate) async fn assert_can_use_index(&self, statement: &Statement, index: &str) {
+            let values = statement.values.clone().map(|v| v.0).unwrap_or_default();
             let txn = self.store.reader.begin().await.unwrap();
             txn.execute_unprepared("SET LOCAL enable_seqscan = off")
                 .await
                 .unwrap();
             let row = txn
-                .query_one_raw(explain(sql, values))
+                .query_one_raw(explain(&statement.sql, values))
                 .await
                 .unwrap()
                 .unwrap();
             txn.rollback().await.unwrap();
-            nodes(row)
-        }
-
-        /// Asserts that `index` can serve `statement`: it is in the plan
-        /// made with sequential scans priced out.
-        pub(crate) async fn assert_can_use_index(&self, statement: &Statement, index: &str) {
-            let values = statement.values.clone().map(|v| v.0).unwrap_or_default();
-            let (nodes, plan) = self.plan_without_scans(&statement.sql, values).await;
+            let (nodes, plan) = nodes(row);
             assert!(
                 nodes.iter().any(|n| n.index.as_deref() == Some(index)),
                 "{plan}"

@@ -63,10 +63,11 @@ fn unconfirmed_reservations() -> Select<orders::Entity> {
 /// partial index, `m20261206_000010_open_reservation_indexes`), and a
 /// database proves a query may use it only from a literal.
 fn reservation_is(status: ReservationStatus) -> Expr {
-    Expr::cust(format!(
-        "\"orders\".\"reservation_status\" = '{}'",
-        status.as_str()
-    ))
+    // Here only: in scope module-wide, its `max` and `min` would shadow
+    // the integers' own.
+    use sea_orm::sea_query::ExprTrait as _;
+    Expr::col((orders::Entity, orders::Column::ReservationStatus))
+        .eq(Expr::cust(format!("'{}'", status.as_str())))
 }
 
 impl SeaOrmStore {
