@@ -168,8 +168,9 @@ pub struct SeaOrmStore {
 /// connections to a file database — SeaORM's writer and the ledger
 /// thread's (`sqlite_ledger`) — and, rather than let them collide in
 /// SQLite's busy handler (which sleeps), each takes this gate around its
-/// writes. Elsewhere (PostgreSQL, an in-memory SQLite database without a
-/// ledger thread) the gate is open and costs nothing.
+/// writes. The checkpoint thread (`checkpointer`) takes it too while it
+/// restarts the WAL, which needs the writer lock. Elsewhere (PostgreSQL,
+/// an in-memory SQLite database) the gate is open and costs nothing.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct WriteGate(Option<std::sync::Arc<tokio::sync::Mutex<()>>>);
 
@@ -323,9 +324,10 @@ impl SeaOrmStore {
             "store connected"
         );
         let file = (!memory).then(|| sqlite_file_path(url)).flatten();
+        let gate = WriteGate::closed();
         let checkpointer = match &file {
             Some(path) if options.sqlite_background_checkpoint => {
-                match checkpointer::Checkpointer::start(path) {
+                match checkpointer::Checkpointer::start(path, gate.clone()) {
                     Ok(c) => {
                         // The writer (a pool of one that never reopens)
                         // leaves checkpoints to the thread from now on.
@@ -354,7 +356,6 @@ impl SeaOrmStore {
             prices: catalog::PriceMemory::default(),
         };
         if let (true, Some(path)) = (options.group_commit, file) {
-            let gate = WriteGate::closed();
             store.sqlite_ledger = sqlite_ledger::SqliteLedger::start(
                 sqlite_ledger::LedgerConnection {
                     path,
@@ -364,9 +365,11 @@ impl SeaOrmStore {
                 },
                 gate.clone(),
             );
-            if store.sqlite_ledger.is_some() {
-                store.gate = gate;
-            }
+        }
+        // Closed once a second connection writes: the ledger thread, or the
+        // checkpoint thread's WAL restarts.
+        if store.sqlite_ledger.is_some() || checkpointer.is_some() {
+            store.gate = gate;
         }
         store.checkpointer = checkpointer;
         Ok(store)
