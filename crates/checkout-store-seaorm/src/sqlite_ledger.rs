@@ -69,10 +69,13 @@ thread_local! {
 /// until the lock is free or the thread's busy timeout has run out.
 ///
 /// SQLite's own (`busy_timeout`) sleeps 1, 2, 5, 10, 15, 20, 25… ms in
-/// turn, so a lock held for 3 ms cost the writer 8 ms. The lock it meets
-/// is the WAL restart's, which holds it for a checkpoint's last frames and
-/// an fsync, several times a second under load; every order in flight
-/// waited out the overshoot with it (docs/performance.md).
+/// turn, so a lock held for 3 ms cost the writer 8 ms, and every order in
+/// flight waited out the overshoot with it (docs/performance.md). The lock
+/// it met was the WAL restart's, several times a second under load; the
+/// restarts now take the store's write gate, so the thread waits for them
+/// there. What it still meets here is a lock taken outside the gate:
+/// another process writing the file, or the checkpoint thread's last
+/// checkpoint as the store closes.
 fn wait_for_lock(looks: i32) -> bool {
     LOCK_WAIT.with(|wait| {
         let now = Instant::now();
