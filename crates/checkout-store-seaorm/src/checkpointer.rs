@@ -18,15 +18,18 @@
 //!
 //! A restart stops every write while it runs: it holds the writer lock to
 //! copy the frames the passive pass could not see and to fsync the WAL and
-//! the database file. The fsync of the pages it copied is most of that
-//! hold, so the thread first catches up without the lock (passive passes
-//! until one finds little new) and restarts only then, with a few frames
-//! left. And it takes the store's write gate before the restart, so the
-//! restart waits for the write in progress to end instead of failing
-//! against it: with SQLite's own lock and no busy timeout it found a
-//! writer mid-transaction most of the time, did a passive pass instead,
-//! and the WAL grew to several times its bound between the restarts that
-//! got through (docs/performance.md).
+//! the database file. Copying and fsyncing what the last 50 ms had written
+//! was most of that hold, so the thread first catches up without the lock
+//! (passive passes until one finds little new) and restarts only then,
+//! with a few frames left; what remains is mostly the database file's
+//! fsync of the pages the passive passes copied since the last restart
+//! (they fsync it only when they copy the whole WAL, which a busy writer
+//! never lets them). And it takes the store's write gate before the
+//! restart, so the restart waits for the write in progress to end instead
+//! of failing against it: with SQLite's own lock and no busy timeout it
+//! found a writer mid-transaction most of the time, did a passive pass
+//! instead, and the WAL grew to several times its bound between the
+//! restarts that got through (docs/performance.md).
 
 use std::sync::mpsc as std_mpsc;
 use std::time::Duration;
