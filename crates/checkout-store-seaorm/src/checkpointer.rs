@@ -135,31 +135,24 @@ enum Round {
 
 /// One round: copy back what the WAL holds; restart it when it has grown.
 fn round(db: &Connection, gate: &WriteGate, policy: Restart) -> Round {
-    let mut last = match checkpoint(db, "PASSIVE") {
-        Ok(c) if c.frames >= policy.frames => c,
-        Ok(_) => return Round::Copied,
-        Err(e) => {
-            warn!(error = %e, "WAL checkpoint failed");
-            return Round::Failed;
-        }
+    let Some(mut last) = passive(db) else {
+        return Round::Failed;
     };
+    if last.frames < policy.frames {
+        return Round::Copied;
+    }
     let mut passes = 1;
     while passes < policy.catch_up_passes {
-        match checkpoint(db, "PASSIVE") {
-            Ok(next) => {
-                passes += 1;
-                // Less than before when a writer started the WAL over in
-                // between: nothing left either way.
-                let new = next.frames - last.frames;
-                last = next;
-                if new <= policy.tail {
-                    break;
-                }
-            }
-            Err(e) => {
-                warn!(error = %e, "WAL checkpoint failed");
-                return Round::Failed;
-            }
+        let Some(next) = passive(db) else {
+            return Round::Failed;
+        };
+        passes += 1;
+        // Less than before when a writer started the WAL over in between:
+        // nothing left either way.
+        let new = next.frames - last.frames;
+        last = next;
+        if new <= policy.tail {
+            break;
         }
     }
     // No write is in progress while the gate is held, so the restart gets
@@ -180,6 +173,15 @@ fn round(db: &Connection, gate: &WriteGate, policy: Restart) -> Round {
             Round::Failed
         }
     }
+}
+
+/// A passive pass; `None` (logged) when it failed: SQLITE_BUSY from
+/// another checkpoint or a passing I/O error, which the next round tries
+/// again while the WAL keeps everything.
+fn passive(db: &Connection) -> Option<Checkpoint> {
+    checkpoint(db, "PASSIVE")
+        .inspect_err(|e| warn!(error = %e, "WAL checkpoint failed"))
+        .ok()
 }
 
 fn checkpoint(db: &Connection, mode: &str) -> rusqlite::Result<Checkpoint> {
@@ -209,45 +211,6 @@ mod tests {
         (path, db)
     }
 
-    #[test]
-    fn a_passive_checkpoint_copies_the_wal_back() {
-        let dir = tempfile::tempdir().unwrap();
-        let (path, writer) = wal_db(&dir);
-        for _ in 0..50 {
-            writer
-                .execute("INSERT INTO t VALUES (zeroblob(4000))", [])
-                .unwrap();
-        }
-        let db = Connection::open(&path).unwrap();
-        let c = checkpoint(&db, "PASSIVE").unwrap();
-        assert!(!c.busy);
-        assert!(c.frames >= 50, "{c:?}");
-        assert_eq!(c.copied, c.frames);
-    }
-
-    #[test]
-    fn a_restart_that_would_wait_for_a_writer_gives_up_at_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let (path, writer) = wal_db(&dir);
-        writer
-            .execute("INSERT INTO t VALUES (zeroblob(4000))", [])
-            .unwrap();
-        writer.execute_batch("BEGIN IMMEDIATE").unwrap();
-        let db = Connection::open(&path).unwrap();
-        db.busy_timeout(Duration::ZERO).unwrap();
-        // The writer holds the write lock: RESTART can't finish, and says so
-        // (busy) or fails with SQLITE_BUSY, without waiting.
-        match checkpoint(&db, "RESTART") {
-            Ok(c) => assert!(c.busy, "{c:?}"),
-            Err(e) => assert_eq!(
-                e.sqlite_error_code(),
-                Some(rusqlite::ErrorCode::DatabaseBusy)
-            ),
-        }
-        writer.execute_batch("COMMIT").unwrap();
-        assert!(!checkpoint(&db, "RESTART").unwrap().busy);
-    }
-
     fn insert(writer: &Connection, rows: usize) {
         for _ in 0..rows {
             writer
@@ -260,6 +223,37 @@ mod tests {
         let db = Connection::open(path).unwrap();
         db.busy_timeout(Duration::ZERO).unwrap();
         db
+    }
+
+    #[test]
+    fn a_passive_checkpoint_copies_the_wal_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, writer) = wal_db(&dir);
+        insert(&writer, 50);
+        let c = checkpoint(&checkpoint_connection(&path), "PASSIVE").unwrap();
+        assert!(!c.busy);
+        assert!(c.frames >= 50, "{c:?}");
+        assert_eq!(c.copied, c.frames);
+    }
+
+    #[test]
+    fn a_restart_that_would_wait_for_a_writer_gives_up_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, writer) = wal_db(&dir);
+        insert(&writer, 1);
+        writer.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let db = checkpoint_connection(&path);
+        // The writer holds the write lock: RESTART can't finish, and says so
+        // (busy) or fails with SQLITE_BUSY, without waiting.
+        match checkpoint(&db, "RESTART") {
+            Ok(c) => assert!(c.busy, "{c:?}"),
+            Err(e) => assert_eq!(
+                e.sqlite_error_code(),
+                Some(rusqlite::ErrorCode::DatabaseBusy)
+            ),
+        }
+        writer.execute_batch("COMMIT").unwrap();
+        assert!(!checkpoint(&db, "RESTART").unwrap().busy);
     }
 
     #[test]
@@ -333,11 +327,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (path, writer) = wal_db(&dir);
         let checkpointer = Checkpointer::start(&path, WriteGate::closed()).unwrap();
-        for _ in 0..200 {
-            writer
-                .execute("INSERT INTO t VALUES (zeroblob(4000))", [])
-                .unwrap();
-        }
+        insert(&writer, 200);
         drop(checkpointer);
         // The thread's last act is a TRUNCATE checkpoint: poll for it.
         let wal = dir.path().join("c.db-wal");
