@@ -111,6 +111,9 @@ pub struct StoreOptions {
     pub group_commit: bool,
     /// SQLite files: checkpoint the WAL on a thread of its own instead of
     /// inside the commit that fills it (see the `checkpointer` module).
+    /// The thread fsyncs the database file through a read-only descriptor
+    /// that stays open until the process exits, one per database file:
+    /// closing it would drop SQLite's locks on the file.
     pub sqlite_background_checkpoint: bool,
 }
 
