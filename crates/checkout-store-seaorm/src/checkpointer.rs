@@ -27,7 +27,7 @@
 //! WAL, which a busy writer never lets it): so the thread fsyncs the file
 //! itself first, through a descriptor of its own and without any lock,
 //! and lets one more passive pass copy what came meanwhile. Together they
-//! halved the hold again, to under 3 ms at the median. And it takes the
+//! halved the hold again, to about 3 ms at the median. And it takes the
 //! store's write gate before the restart, so the restart waits for the
 //! write in progress to end instead of failing against it: with SQLite's
 //! own lock and no busy timeout it found a writer mid-transaction most of
