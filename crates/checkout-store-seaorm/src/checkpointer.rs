@@ -35,7 +35,6 @@
 //! its bound between the restarts that got through (docs/performance.md).
 
 use std::fs::File;
-use std::os::unix::fs::MetadataExt;
 use std::sync::{Mutex, PoisonError, mpsc as std_mpsc};
 use std::time::{Duration, Instant};
 
@@ -225,17 +224,32 @@ fn passive(db: &Connection) -> Option<Checkpoint> {
 /// file, shared by every store the process opens on it.
 fn database_file(path: &str) -> std::io::Result<&'static File> {
     static OPENED: Mutex<Vec<((u64, u64), &'static File)>> = Mutex::new(Vec::new());
-    let meta = std::fs::metadata(path)?;
-    let key = (meta.dev(), meta.ino());
+    let key = file_identity(&std::fs::metadata(path)?)?;
     let mut opened = OPENED.lock().unwrap_or_else(PoisonError::into_inner);
     if let Some((_, file)) = opened.iter().find(|(k, _)| *k == key) {
         return Ok(file);
     }
     let file: &'static File = Box::leak(Box::new(File::open(path)?));
     // Keyed by what was opened: the path may name another file by now.
-    let meta = file.metadata()?;
-    opened.push(((meta.dev(), meta.ino()), file));
+    opened.push((file_identity(&file.metadata()?)?, file));
     Ok(file)
+}
+
+/// A file's device and inode: the same for every path to it.
+#[cfg(unix)]
+fn file_identity(meta: &std::fs::Metadata) -> std::io::Result<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    Ok((meta.dev(), meta.ino()))
+}
+
+/// Elsewhere there is no such identity at hand (nor POSIX locks to keep):
+/// the restarts fsync the file under their lock, as SQLite does.
+#[cfg(not(unix))]
+fn file_identity(_: &std::fs::Metadata) -> std::io::Result<(u64, u64)> {
+    Err(std::io::Error::new(
+        std::io::ErrorKind::Unsupported,
+        "no file identity on this platform",
+    ))
 }
 
 fn checkpoint(db: &Connection, mode: &str) -> rusqlite::Result<Checkpoint> {
@@ -347,12 +361,14 @@ mod tests {
         assert_eq!(restart_past_the_bound(false), 2);
     }
 
+    #[cfg(unix)]
     #[test]
     fn a_restart_after_fsyncing_the_file_copies_what_came_meanwhile_first() {
         // Two passes to catch up, the one after the fsync, the restart.
         assert_eq!(restart_past_the_bound(true), 3);
     }
 
+    #[cfg(unix)]
     #[test]
     fn a_database_file_is_opened_once_for_every_store_on_it() {
         let (dir, other_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
