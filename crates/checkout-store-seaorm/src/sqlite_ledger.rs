@@ -450,6 +450,25 @@ fn sql_value(value: &Value) -> Option<ToSqlOutput<'_>> {
 mod tests {
     use super::*;
 
+    /// The workspace builds SQLite without memory statistics
+    /// (`.cargo/config.toml`): each allocation would otherwise take a
+    /// process-wide mutex.
+    #[test]
+    fn sqlite_is_built_without_memory_statistics() {
+        let db = Connection::open_in_memory().unwrap();
+        let options: Vec<String> = db
+            .prepare("PRAGMA compile_options")
+            .unwrap()
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(
+            options.iter().any(|o| o == "DEFAULT_MEMSTATUS=0"),
+            "{options:?}"
+        );
+    }
+
     #[test]
     fn values_are_stored_as_the_seaorm_driver_stores_them() {
         let id = uuid::Uuid::from_u128(7);

@@ -775,6 +775,73 @@ both!(
     }
 );
 
+// A claimed event is the event as stored: id, type, payload and time. On
+// SQLite a claim reads its whole batch as one JSON array, so this also
+// covers a payload that needs escaping there (quotes, backslashes, control
+// characters and text beyond ASCII).
+both!(claimed_events_are_the_stored_events, |db| {
+    let backend = db.raw.get_database_backend();
+    let a = order_with_events(&db, 1).await;
+    let b = order_with_events(&db, 2).await;
+    let note = "quote \" backslash \\ tab \t ü 📚";
+    let payload = serde_json::json!({"type": "order.state_changed", "note": note});
+    let mut update = sea_orm::Statement::from_sql_and_values(
+        backend,
+        "UPDATE outbox SET payload = $1 WHERE order_id = $2 AND sequence = 2",
+        [payload.to_string().into(), a.id().as_uuid().into()],
+    );
+    if backend == sea_orm::DbBackend::Sqlite {
+        update.sql = update.sql.replace('$', "?");
+    }
+    assert_eq!(db.raw.execute_raw(update).await.unwrap().rows_affected(), 1);
+
+    let claimed = db
+        .store
+        .claim_batch(100, t0() + secs(100), 30)
+        .await
+        .unwrap();
+    let stored = db
+        .raw
+        .query_all_raw(sea_orm::Statement::from_string(
+            backend,
+            "SELECT order_id, sequence, id, event_type, payload, occurred_at, attempts \
+             FROM outbox ORDER BY order_id, sequence",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), stored.len());
+    for (record, row) in claimed.iter().zip(&stored) {
+        let order_id: Uuid = row.try_get_by_index(0).unwrap();
+        let sequence: i64 = row.try_get_by_index(1).unwrap();
+        let id: Uuid = row.try_get_by_index(2).unwrap();
+        let event_type: String = row.try_get_by_index(3).unwrap();
+        let stored_payload: String = row.try_get_by_index(4).unwrap();
+        let occurred_at: i64 = row.try_get_by_index(5).unwrap();
+        let attempts: i64 = row.try_get_by_index(6).unwrap();
+        assert_eq!(
+            (record.order_id.as_uuid(), i64::from(record.sequence)),
+            (order_id, sequence)
+        );
+        assert_eq!(record.id.as_uuid(), id);
+        assert_eq!(record.event_type, event_type);
+        assert_eq!(
+            record.payload,
+            serde_json::from_str::<serde_json::Value>(&stored_payload).unwrap()
+        );
+        assert_eq!(
+            i64::try_from(record.occurred_at.unix_timestamp_nanos() / 1_000).unwrap(),
+            occurred_at
+        );
+        assert_eq!(i64::from(record.attempts), attempts);
+    }
+    let escaped = claimed
+        .iter()
+        .find(|r| r.order_id == a.id() && r.sequence == 2)
+        .unwrap();
+    assert_eq!(escaped.payload["note"], note);
+    assert!(claimed.iter().any(|r| r.order_id == b.id()));
+});
+
 both!(concurrent_claimers_never_share_an_event_or_an_order, |db| {
     for seq in 1..=20u64 {
         order_with_events(&db, seq).await;
