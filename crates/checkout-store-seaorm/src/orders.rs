@@ -151,6 +151,14 @@ impl SeaOrmStore {
     /// Appends the statements that save `order` over `expected_version`:
     /// the row's compare-and-set on `version` (a gate returning
     /// [`ORDER_SAVED`]), then the changes.
+    ///
+    /// The id, the creation time and the customer never change, so they
+    /// are not assigned. The customer is compared instead: SQLite rewrites
+    /// an index entry whenever an assignment names one of its columns,
+    /// even with the value it already has, and `orders_customer_id` is
+    /// keyed by customers in no order, so every save wrote a page of it at
+    /// random (docs/performance.md). A save for another customer than the
+    /// stored one matches no row and is refused like a stale one.
     pub(crate) fn push_save(
         batch: &mut Batch,
         order: &Order,
@@ -162,11 +170,10 @@ impl SeaOrmStore {
             i64::try_from(expected_version).map_err(|_| RepositoryError::Conflict(order.id()))?;
         let sql = batch.gate();
         sql.push("UPDATE orders SET ");
-        // The id never changes, nor does the creation time.
         for (i, (col, value)) in ORDER_COLUMNS
             .iter()
             .zip(values)
-            .filter(|(c, _)| !matches!(**c, "id" | "created_at"))
+            .filter(|(c, _)| !matches!(**c, "id" | "created_at" | "customer_id"))
             .enumerate()
         {
             if i > 0 {
@@ -178,6 +185,8 @@ impl SeaOrmStore {
             .bind(order.id().as_uuid())
             .push(" AND version = ")
             .bind(expected)
+            .push(" AND customer_id = ")
+            .bind(order.customer_id().as_str())
             .push(&format!(
                 " RETURNING CAST({ORDER_SAVED} AS BIGINT) AS marker"
             ));

@@ -291,6 +291,31 @@ both!(audit_trail_is_oldest_first, |db| {
     ));
 });
 
+// A save never changes the customer (it is not assigned, so that SQLite
+// leaves the customer index alone): one for another customer than the
+// stored one is refused like a stale one and changes nothing.
+both!(a_save_for_another_customer_is_refused, |db| {
+    let stored = create_placed(&db, 1, "cust-1").await;
+    let (mut other, _) = placed(stored.id(), "cust-2", &[("bk-1", 1)]);
+    assert_eq!(other.version(), stored.version());
+    let expected = other.version();
+    let change = other
+        .transition(OrderState::Validating, ctx("step", t0() + secs(1)))
+        .unwrap();
+    let refused = db
+        .store
+        .save(&other, expected, std::slice::from_ref(&change))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(refused, RepositoryError::Conflict(id) if id == stored.id()),
+        "{refused:?}"
+    );
+    let got = db.store.get(stored.id()).await.unwrap();
+    assert_same_order(&got, &stored);
+    assert_eq!(db.count("audit_log").await, 1);
+});
+
 both!(two_concurrent_saves_from_one_version_one_wins, |db| {
     for seq in 1..=10u64 {
         let order = create_placed(&db, seq, "cust-1").await;
