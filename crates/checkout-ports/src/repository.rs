@@ -105,7 +105,9 @@ pub trait OrderRepository: Send + Sync {
 
     /// Saves an order over `expected_version` together with `changes` (audit
     /// entries, outbox events), in one transaction. `Conflict` — and nothing
-    /// written — when the stored version is not `expected_version`.
+    /// written — when the stored version is not `expected_version`, or the
+    /// stored order belongs to another customer (an order never changes
+    /// customer).
     async fn save(
         &self,
         order: &Order,

@@ -142,7 +142,8 @@ fn save_locked(
     changes: &[OrderChange],
 ) -> Result<(), RepositoryError> {
     let current = s.orders.get(&order.id()).ok_or(RepositoryError::NotFound)?;
-    if current.version() != expected {
+    // As the SQL store: an order never changes customer.
+    if current.version() != expected || current.customer_id() != order.customer_id() {
         return Err(RepositoryError::Conflict(order.id()));
     }
     write_changes(s, order, changes)
