@@ -3,14 +3,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a failed unwrap is a failed test
 
-use std::str::FromStr;
-
 use checkout_domain::{
     Cart, CartDraft, CartItemDraft, Order, OrderId, OrderState, TransitionContext,
 };
 use checkout_ports::{OrderRepository, RepositoryError};
 use checkout_store_memory::MemoryStore;
-use rust_decimal::Decimal;
 use time::OffsetDateTime;
 
 fn placed(id: OrderId, customer: &str) -> Order {
@@ -22,13 +19,9 @@ fn placed(id: OrderId, customer: &str) -> Order {
             quantity: Some(1),
             unit_price: None,
         }],
-        tax_rate: Some(Decimal::from_str("0.08").unwrap()),
-        shipping_cost: Some(Decimal::from_str("4.99").unwrap()),
-        shipping_address: None,
-        billing_address: None,
         payment_method_type: Some("card".into()),
         payment_method_token: Some("pm_card_visa".into()),
-        payment_method_missing: false,
+        ..CartDraft::default()
     })
     .unwrap();
     Order::place(id, &cart, OffsetDateTime::UNIX_EPOCH, None).0
