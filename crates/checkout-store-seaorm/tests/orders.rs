@@ -810,14 +810,12 @@ both!(claimed_events_are_the_stored_events, |db| {
     let b = order_with_events(&db, 2).await;
     let note = "quote \" backslash \\ tab \t ü 📚";
     let payload = serde_json::json!({"type": "order.state_changed", "note": note});
-    let mut update = sea_orm::Statement::from_sql_and_values(
+    // `$n` placeholders: both drivers take them.
+    let update = sea_orm::Statement::from_sql_and_values(
         backend,
         "UPDATE outbox SET payload = $1 WHERE order_id = $2 AND sequence = 2",
         [payload.to_string().into(), a.id().as_uuid().into()],
     );
-    if backend == sea_orm::DbBackend::Sqlite {
-        update.sql = update.sql.replace('$', "?");
-    }
     assert_eq!(db.raw.execute_raw(update).await.unwrap().rows_affected(), 1);
 
     let claimed = db
