@@ -26,6 +26,9 @@ use serde::Serialize;
 use serde_json::json;
 use tokio::sync::Mutex;
 
+mod http1;
+use http1::{Connection, IdleConnections, Target};
+
 #[derive(Debug, Parser, Clone)]
 #[command(version, about = "Load generator for the BookVerse checkout service")]
 struct Args {
@@ -67,6 +70,12 @@ struct Report {
     requests: u64,
     orders_per_s: f64,
     latency_ms: Percentiles,
+    /// Fixed rate only: how late each request left against its schedule
+    /// (the wait for a free slot and the generator's own delay). Included
+    /// in `latency_ms`; reported apart so that a generator short of CPU is
+    /// told from a slow service.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    send_lag_ms: Option<Percentiles>,
     statuses: BTreeMap<String, u64>,
     unexpected: u64,
     errors: u64,
@@ -83,8 +92,24 @@ struct Percentiles {
     mean: f64,
 }
 
+impl Percentiles {
+    /// The percentiles of a histogram of microseconds, in milliseconds.
+    fn of(hist: &Histogram<u64>) -> Self {
+        let ms = |micros: u64| micros as f64 / 1000.0;
+        Percentiles {
+            p50: ms(hist.value_at_quantile(0.5)),
+            p90: ms(hist.value_at_quantile(0.9)),
+            p99: ms(hist.value_at_quantile(0.99)),
+            p99_9: ms(hist.value_at_quantile(0.999)),
+            max: ms(hist.max()),
+            mean: hist.mean() / 1000.0,
+        }
+    }
+}
+
 struct Tally {
     hist: Histogram<u64>,
+    send_lag: Histogram<u64>,
     statuses: BTreeMap<u16, u64>,
     errors: u64,
 }
@@ -133,40 +158,77 @@ async fn seed(client: &reqwest::Client, args: &Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How long an order may take before it counts as a transport error.
+const ORDER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Where the orders go, from `--url`: the raw client speaks plain HTTP/1.1.
+fn orders_target(url: &str) -> anyhow::Result<(Target, String)> {
+    let parsed = reqwest::Url::parse(url).with_context(|| format!("--url {url}"))?;
+    if parsed.scheme() != "http" {
+        bail!("--url must be http:// (the load generator speaks plain HTTP/1.1)");
+    }
+    let host = parsed.host_str().context("--url has no host")?;
+    let port = parsed.port_or_known_default().unwrap_or(80);
+    let path = format!("{}/orders", parsed.path().trim_end_matches('/'));
+    Ok((
+        Target {
+            authority: format!("{host}:{port}"),
+        },
+        path,
+    ))
+}
+
+/// Sends one order over `conn`, opening a connection when there is none,
+/// and gives its status. A connection that failed, timed out or was asked
+/// to close is dropped; the next order opens another.
 async fn one_order(
-    client: &reqwest::Client,
+    conn: &mut Option<Connection>,
+    (target, path): &(Target, String),
     args: &Args,
     rng: &mut fastrand::Rng,
 ) -> Result<u16, ()> {
-    let body = cart(args.books, rng);
-    let mut req = client.post(format!("{}/orders", args.url)).json(&body);
-    if rng.f64() < args.idempotent_fraction {
-        req = req.header(
-            "Idempotency-Key",
-            format!("load-{:016x}{:016x}", rng.u64(..), rng.u64(..)),
-        );
-    }
-    match req.send().await {
-        Ok(res) => {
-            let status = res.status().as_u16();
-            // Read the body so the connection goes back to the pool.
-            let _ = res.bytes().await;
+    let body = serde_json::to_vec(&cart(args.books, rng)).map_err(|_| ())?;
+    let key = (rng.f64() < args.idempotent_fraction)
+        .then(|| format!("load-{:016x}{:016x}", rng.u64(..), rng.u64(..)));
+    let idempotency;
+    let headers: &[(&str, &str)] = match &key {
+        Some(key) => {
+            idempotency = [("Idempotency-Key", key.as_str())];
+            &idempotency
+        }
+        None => &[],
+    };
+    let mut open = match conn.take() {
+        Some(open) => open,
+        None => Connection::open(target).await.map_err(|_| ())?,
+    };
+    match tokio::time::timeout(ORDER_TIMEOUT, open.post_json(target, path, headers, &body)).await {
+        Ok(Ok((status, keep_alive))) => {
+            if keep_alive {
+                *conn = Some(open);
+            }
             Ok(status)
         }
-        Err(_) => Err(()),
+        Ok(Err(_)) | Err(_) => Err(()),
     }
 }
 
+/// A duration in whole microseconds, at least 1 (the histograms' floor).
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX).max(1)
+}
+
 fn record(t: &mut Tally, started: Instant, outcome: Result<u16, ()>) {
-    let micros = started.elapsed().as_micros().min(u128::from(u64::MAX)) as u64;
-    let _ = t.hist.record(micros.max(1));
+    let _ = t.hist.record(micros(started.elapsed()));
     match outcome {
         Ok(s) => *t.statuses.entry(s).or_default() += 1,
         Err(()) => t.errors += 1,
     }
 }
 
-#[tokio::main]
+// One thread: the generator shares the machine with the service it
+// measures, and on one thread its tasks never wake each other across cores.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let client = reqwest::Client::builder()
@@ -176,8 +238,10 @@ async fn main() -> anyhow::Result<()> {
     if args.seed_stock {
         seed(&client, &args).await?;
     }
+    let orders = Arc::new(orders_target(&args.url)?);
     let tally = Arc::new(Mutex::new(Tally {
         hist: Histogram::new_with_bounds(1, 60_000_000, 3)?,
+        send_lag: Histogram::new_with_bounds(1, 60_000_000, 3)?,
         statuses: BTreeMap::new(),
         errors: 0,
     }));
@@ -192,17 +256,19 @@ async fn main() -> anyhow::Result<()> {
     match args.rate {
         None => {
             for w in 0..args.concurrency {
-                let (client, args, tally, measuring) = (
-                    client.clone(),
+                let (orders, args, tally, measuring) = (
+                    orders.clone(),
                     args.clone(),
                     tally.clone(),
                     measuring.clone(),
                 );
                 tasks.push(tokio::spawn(async move {
                     let mut rng = fastrand::Rng::with_seed(w as u64 + 1);
+                    // Each client keeps its own connection.
+                    let mut conn = None;
                     while Instant::now() < end {
                         let t0 = Instant::now();
-                        let outcome = one_order(&client, &args, &mut rng).await;
+                        let outcome = one_order(&mut conn, &orders, &args, &mut rng).await;
                         if measuring.load(Ordering::Relaxed) || t0 >= measure_from {
                             record(&mut *tally.lock().await, t0, outcome);
                         }
@@ -220,6 +286,8 @@ async fn main() -> anyhow::Result<()> {
             // its scheduled time, so a service that falls behind shows it in
             // the figures instead of in an ever longer queue of connections.
             let permits = Arc::new(tokio::sync::Semaphore::new(args.concurrency.max(1)));
+            // The idle connections: no more than the requests in flight.
+            let idle: Arc<IdleConnections> = Arc::default();
             let mut n: u64 = 0;
             loop {
                 let scheduled = start + interval.mul_f64(n as f64);
@@ -228,15 +296,23 @@ async fn main() -> anyhow::Result<()> {
                 }
                 tokio::time::sleep_until(scheduled.into()).await;
                 let permit = permits.clone().acquire_owned().await?;
-                let (client, args, tally) = (client.clone(), args.clone(), tally.clone());
+                let (orders, args, tally, idle) =
+                    (orders.clone(), args.clone(), tally.clone(), idle.clone());
                 tasks.push(tokio::spawn(async move {
                     let mut rng = fastrand::Rng::with_seed(n + 1);
-                    let outcome = one_order(&client, &args, &mut rng).await;
-                    if scheduled >= measure_from {
-                        // Latency from the scheduled send time.
-                        record(&mut *tally.lock().await, scheduled, outcome);
+                    let lag = scheduled.elapsed();
+                    let mut conn = idle.take();
+                    let outcome = one_order(&mut conn, &orders, &args, &mut rng).await;
+                    if let Some(conn) = conn {
+                        idle.put(conn);
                     }
                     drop(permit);
+                    if scheduled >= measure_from {
+                        // Latency from the scheduled send time.
+                        let mut tally = tally.lock().await;
+                        let _ = tally.send_lag.record(micros(lag));
+                        record(&mut tally, scheduled, outcome);
+                    }
                 }));
                 n += 1;
             }
@@ -250,7 +326,6 @@ async fn main() -> anyhow::Result<()> {
     let elapsed = run.as_secs_f64();
     let t = tally.lock().await;
     let requests = t.hist.len();
-    let ms = |q: f64| t.hist.value_at_quantile(q) as f64 / 1000.0;
     let unexpected: u64 = t
         .statuses
         .iter()
@@ -268,14 +343,8 @@ async fn main() -> anyhow::Result<()> {
         duration_s: elapsed,
         requests,
         orders_per_s: t.statuses.get(&201).copied().unwrap_or(0) as f64 / elapsed,
-        latency_ms: Percentiles {
-            p50: ms(0.5),
-            p90: ms(0.9),
-            p99: ms(0.99),
-            p99_9: ms(0.999),
-            max: t.hist.max() as f64 / 1000.0,
-            mean: t.hist.mean() / 1000.0,
-        },
+        latency_ms: Percentiles::of(&t.hist),
+        send_lag_ms: args.rate.map(|_| Percentiles::of(&t.send_lag)),
         statuses: t
             .statuses
             .iter()
@@ -303,6 +372,12 @@ async fn main() -> anyhow::Result<()> {
             report.statuses,
             report.errors
         );
+        if let Some(lag) = &report.send_lag_ms {
+            println!(
+                "send lag (included above): p50 {:.2} ms p90 {:.2} p99 {:.2} p99.9 {:.2} max {:.2}",
+                lag.p50, lag.p90, lag.p99, lag.p99_9, lag.max
+            );
+        }
     }
     if !report.ok {
         eprintln!(
