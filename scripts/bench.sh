@@ -75,7 +75,13 @@ start_service() {
 stop_service() {
   PEAK_RSS_KB=$(awk '/VmHWM/ {print $2}' "/proc/$PID/status" 2>/dev/null || echo 0)
   kill -TERM "$PID" && wait "$PID" || true
+  PID=
 }
+
+# A step that fails ends the script (set -e); the service it was measuring
+# must not outlive it, running its background work beside the next run.
+PID=
+trap '[ -z "$PID" ] || kill -TERM "$PID" 2>/dev/null || true' EXIT
 
 # measure_step LOAD_ARGS...: a second's warm-up of its own, then the step
 # itself, so that the CPU counted is the CPU of exactly the orders counted.
