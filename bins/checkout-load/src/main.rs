@@ -231,11 +231,10 @@ fn record(t: &mut Tally, started: Instant, outcome: Result<u16, ()>) {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(args.concurrency.max(1))
-        .timeout(Duration::from_secs(30))
-        .build()?;
     if args.seed_stock {
+        // Seeding is a thousand requests before the run, not measured:
+        // reqwest does it.
+        let client = reqwest::Client::builder().timeout(ORDER_TIMEOUT).build()?;
         seed(&client, &args).await?;
     }
     let orders = Arc::new(orders_target(&args.url)?);
