@@ -18,7 +18,7 @@
 //! body of `Content-Length` bytes. A chunked or otherwise unframed answer
 //! is an error (never silently misread), and so is a malformed one.
 
-use std::io;
+use std::io::{self, Write as _};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -75,11 +75,13 @@ impl IdleConnections {
     }
 }
 
-/// Where the orders go: the service's address and the `Host` header.
+/// Where the orders go.
 #[derive(Debug, Clone)]
 pub struct Target {
-    /// `host:port`, to connect to.
+    /// `host:port`, to connect to and to name in the `Host` header.
     pub authority: String,
+    /// The request path (`/orders` under the service's base path).
+    pub path: String,
 }
 
 /// One keep-alive connection. It is closed (dropped) after any error or an
@@ -102,17 +104,16 @@ impl Connection {
         })
     }
 
-    /// POSTs `body` (JSON) to `path` with the extra `headers`; the answer's
-    /// status, and whether the connection may be used again.
+    /// POSTs `body` (JSON) to `target` with the extra `headers`; the
+    /// answer's status, and whether the connection may be used again.
     pub async fn post_json(
         &mut self,
         target: &Target,
-        path: &str,
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> io::Result<(u16, bool)> {
         self.buf.clear();
-        write_request(&mut self.buf, target, path, headers, body);
+        write_request(&mut self.buf, target, headers, body);
         self.stream.write_all(&self.buf).await?;
         self.read_answer().await
     }
@@ -163,20 +164,14 @@ impl Connection {
 }
 
 /// Appends a POST request with a JSON body to `out`.
-fn write_request(
-    out: &mut Vec<u8>,
-    target: &Target,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) {
+fn write_request(out: &mut Vec<u8>, target: &Target, headers: &[(&str, &str)], body: &[u8]) {
     out.extend_from_slice(b"POST ");
-    out.extend_from_slice(path.as_bytes());
+    out.extend_from_slice(target.path.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\nHost: ");
     out.extend_from_slice(target.authority.as_bytes());
     out.extend_from_slice(b"\r\nContent-Type: application/json\r\nContent-Length: ");
-    out.extend_from_slice(body.len().to_string().as_bytes());
-    out.extend_from_slice(b"\r\n");
+    // Writing into a Vec cannot fail.
+    let _ = write!(out, "{}\r\n", body.len());
     for (name, value) in headers {
         out.extend_from_slice(name.as_bytes());
         out.extend_from_slice(b": ");
@@ -264,14 +259,9 @@ mod tests {
         let mut out = Vec::new();
         let target = Target {
             authority: "127.0.0.1:8080".into(),
+            path: "/orders".into(),
         };
-        write_request(
-            &mut out,
-            &target,
-            "/orders",
-            &[("Idempotency-Key", "k1")],
-            b"{}",
-        );
+        write_request(&mut out, &target, &[("Idempotency-Key", "k1")], b"{}");
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "POST /orders HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nContent-Type: application/json\r\n\
@@ -326,6 +316,7 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let target = Target {
             authority: listener.local_addr().unwrap().to_string(),
+            path: "/orders".into(),
         };
         let server = tokio::spawn(async move {
             let (mut socket, _) = listener.accept().await.unwrap();
@@ -352,9 +343,9 @@ mod tests {
             seen
         });
         let mut conn = Connection::open(&target).await.unwrap();
-        let first = conn.post_json(&target, "/orders", &[], b"{\"a\":1}").await;
+        let first = conn.post_json(&target, &[], b"{\"a\":1}").await;
         assert_eq!(first.unwrap(), (201, true));
-        let second = conn.post_json(&target, "/orders", &[], b"{}").await;
+        let second = conn.post_json(&target, &[], b"{}").await;
         assert_eq!(second.unwrap(), (409, false));
         let seen = server.await.unwrap();
         assert!(
@@ -370,6 +361,7 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let target = Target {
             authority: listener.local_addr().unwrap().to_string(),
+            path: "/orders".into(),
         };
         let idle = IdleConnections::idle_at_most(Duration::from_millis(50));
         assert!(idle.take().is_none());
@@ -385,6 +377,7 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let target = Target {
             authority: listener.local_addr().unwrap().to_string(),
+            path: "/orders".into(),
         };
         tokio::spawn(async move {
             let (mut socket, _) = listener.accept().await.unwrap();
@@ -396,10 +389,7 @@ mod tests {
                 .unwrap();
         });
         let mut conn = Connection::open(&target).await.unwrap();
-        let err = conn
-            .post_json(&target, "/orders", &[], b"{}")
-            .await
-            .unwrap_err();
+        let err = conn.post_json(&target, &[], b"{}").await.unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
     }
 }

@@ -162,7 +162,7 @@ async fn seed(client: &reqwest::Client, args: &Args) -> anyhow::Result<()> {
 const ORDER_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Where the orders go, from `--url`: the raw client speaks plain HTTP/1.1.
-fn orders_target(url: &str) -> anyhow::Result<(Target, String)> {
+fn orders_target(url: &str) -> anyhow::Result<Target> {
     let parsed = reqwest::Url::parse(url).with_context(|| format!("--url {url}"))?;
     if parsed.scheme() != "http" {
         bail!("--url must be http:// (the load generator speaks plain HTTP/1.1)");
@@ -170,12 +170,10 @@ fn orders_target(url: &str) -> anyhow::Result<(Target, String)> {
     let host = parsed.host_str().context("--url has no host")?;
     let port = parsed.port_or_known_default().unwrap_or(80);
     let path = format!("{}/orders", parsed.path().trim_end_matches('/'));
-    Ok((
-        Target {
-            authority: format!("{host}:{port}"),
-        },
+    Ok(Target {
+        authority: format!("{host}:{port}"),
         path,
-    ))
+    })
 }
 
 /// Sends one order over `conn`, opening a connection when there is none,
@@ -183,7 +181,7 @@ fn orders_target(url: &str) -> anyhow::Result<(Target, String)> {
 /// to close is dropped; the next order opens another.
 async fn one_order(
     conn: &mut Option<Connection>,
-    (target, path): &(Target, String),
+    target: &Target,
     args: &Args,
     rng: &mut fastrand::Rng,
 ) -> Result<u16, ()> {
@@ -202,7 +200,7 @@ async fn one_order(
         Some(open) => open,
         None => Connection::open(target).await.map_err(|_| ())?,
     };
-    match tokio::time::timeout(ORDER_TIMEOUT, open.post_json(target, path, headers, &body)).await {
+    match tokio::time::timeout(ORDER_TIMEOUT, open.post_json(target, headers, &body)).await {
         Ok(Ok((status, keep_alive))) => {
             if keep_alive {
                 *conn = Some(open);
