@@ -254,6 +254,16 @@ mod tests {
     use super::*;
     use tokio::net::TcpListener;
 
+    /// A listener on a free local port, and the target that reaches it.
+    async fn local_server() -> (TcpListener, Target) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let target = Target {
+            authority: listener.local_addr().unwrap().to_string(),
+            path: "/orders".into(),
+        };
+        (listener, target)
+    }
+
     #[test]
     fn a_request_is_written_whole_with_its_headers() {
         let mut out = Vec::new();
@@ -313,11 +323,7 @@ mod tests {
     /// answers whole and sees the second ask to close.
     #[tokio::test]
     async fn answers_in_pieces_are_read_whole_on_one_connection() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let target = Target {
-            authority: listener.local_addr().unwrap().to_string(),
-            path: "/orders".into(),
-        };
+        let (listener, target) = local_server().await;
         let server = tokio::spawn(async move {
             let (mut socket, _) = listener.accept().await.unwrap();
             let mut seen = Vec::new();
@@ -358,11 +364,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_idle_connection_is_used_again_only_while_fresh() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let target = Target {
-            authority: listener.local_addr().unwrap().to_string(),
-            path: "/orders".into(),
-        };
+        let (_listener, target) = local_server().await;
         let idle = IdleConnections::idle_at_most(Duration::from_millis(50));
         assert!(idle.take().is_none());
         idle.put(Connection::open(&target).await.unwrap());
@@ -374,11 +376,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_connection_closed_mid_answer_is_an_error() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let target = Target {
-            authority: listener.local_addr().unwrap().to_string(),
-            path: "/orders".into(),
-        };
+        let (listener, target) = local_server().await;
         tokio::spawn(async move {
             let (mut socket, _) = listener.accept().await.unwrap();
             let mut request = vec![0; 4096];
