@@ -151,6 +151,8 @@ pub(crate) struct LedgerConnection {
     /// Whether this connection checkpoints the WAL itself (off when the
     /// checkpoint thread does it).
     pub(crate) autocheckpoint: bool,
+    /// Whether it writes its WAL through `wal_batch`'s VFS.
+    pub(crate) wal_batching: bool,
 }
 
 impl SqliteLedger {
@@ -248,10 +250,18 @@ fn run_tasks(db: &Connection, group: Vec<Task>) {
 }
 
 fn open(conn: &LedgerConnection) -> rusqlite::Result<Connection> {
-    let db = Connection::open_with_flags(
-        &conn.path,
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )?;
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    // A commit's WAL frames in a few writes (`wal_batch`); without it, the
+    // same bytes two calls a frame.
+    let batching = conn.wal_batching
+        && crate::wal_batch::register()
+            .map_err(|rc| warn!(rc, "SQLite ledger writes its WAL through the default VFS"))
+            .is_ok();
+    let db = if batching {
+        Connection::open_with_flags_and_vfs(&conn.path, flags, crate::wal_batch::NAME)?
+    } else {
+        Connection::open_with_flags(&conn.path, flags)?
+    };
     db.busy_timeout(conn.busy_timeout)?;
     db.execute_batch(if conn.synchronous_full {
         "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;"
@@ -553,6 +563,7 @@ mod tests {
             synchronous_full: false,
             busy_timeout,
             autocheckpoint: true,
+            wal_batching: true,
         };
         let ledger = SqliteLedger::start(connection, gate).unwrap();
         (dir, path, ledger)
