@@ -480,29 +480,35 @@ impl SeaOrmStore {
     /// or when it failed there, it runs on the SeaORM writer inside the
     /// write gate, which also gives a failure its precise error.
     async fn exec_write(&self, statement: sea_orm::Statement) -> Result<u64, DbErr> {
-        if let Some(changed) = self.on_ledger_thread(&statement).await {
+        if let Some(changed) = self
+            .on_ledger_thread(std::slice::from_ref(&statement))
+            .await
+        {
             return Ok(changed);
         }
         let _gate = self.gate.enter().await;
         Ok(self.writer.execute_raw(statement).await?.rows_affected())
     }
 
-    /// Runs one writing statement in the SQLite ledger thread's next group.
-    /// The rows it changed once committed; `None` when there is no ledger
-    /// thread or nothing was committed (the caller then writes the SeaORM
-    /// way).
-    async fn on_ledger_thread(&self, statement: &sea_orm::Statement) -> Option<u64> {
+    /// Runs writing statements, all or none, in the SQLite ledger thread's
+    /// next group. The rows they changed once committed; `None` when there
+    /// is no ledger thread or nothing was committed (the caller then writes
+    /// the SeaORM way).
+    async fn on_ledger_thread(&self, statements: &[sea_orm::Statement]) -> Option<u64> {
         let ledger = self.sqlite_ledger.as_ref()?;
-        let values = statement
-            .values
-            .as_ref()
-            .map(|v| v.0.clone())
-            .unwrap_or_default();
+        let statements = statements
+            .iter()
+            .map(|statement| {
+                let values = statement
+                    .values
+                    .as_ref()
+                    .map(|v| v.0.clone())
+                    .unwrap_or_default();
+                (statement.sql.clone(), values)
+            })
+            .collect();
         match ledger
-            .submit(
-                vec![(statement.sql.clone(), values)],
-                sqlite_ledger::Expect::Plain,
-            )
+            .submit(statements, sqlite_ledger::Expect::Plain)
             .await
         {
             sqlite_ledger::Outcome::Committed(changed) => Some(changed),

@@ -118,10 +118,28 @@ pub(crate) enum Outcome {
 struct Task {
     statements: Statements,
     expect: Expect,
-    reply: oneshot::Sender<Outcome>,
+    reply: oneshot::Sender<Answer>,
+}
+
+/// What the thread sends back: the outcome, and the write's statements
+/// for the request to free. Freeing them was 2 % of the ledger thread's
+/// time, and every order queues for that thread; the requests run on the
+/// other threads.
+struct Answer {
+    outcome: Outcome,
+    statements: Statements,
 }
 
 impl Task {
+    /// Answers the request. A request that is gone (its future dropped)
+    /// leaves the statements to be freed here.
+    fn answer(self, outcome: Outcome) {
+        let _ = self.reply.send(Answer {
+            outcome,
+            statements: self.statements,
+        });
+    }
+
     /// Whether its statements are of the few shapes worth keeping prepared.
     fn cached(&self) -> bool {
         match self.expect {
@@ -220,7 +238,16 @@ impl SqliteLedger {
         if self.tasks.send(task).is_err() {
             return Outcome::RolledBack;
         }
-        answer.await.unwrap_or(Outcome::RolledBack)
+        match answer.await {
+            Ok(Answer {
+                outcome,
+                statements,
+            }) => {
+                drop(statements);
+                outcome
+            }
+            Err(_) => Outcome::RolledBack,
+        }
     }
 }
 
@@ -231,7 +258,7 @@ fn run_tasks(db: &Connection, group: Vec<Task>) {
     if group.len() > 1 {
         if let Some(changed) = run_group(db, &group) {
             for (task, n) in group.into_iter().zip(changed) {
-                let _ = task.reply.send(Outcome::Committed(n));
+                task.answer(Outcome::Committed(n));
             }
             return;
         }
@@ -245,7 +272,7 @@ fn run_tasks(db: &Connection, group: Vec<Task>) {
             Some(changed) => Outcome::Committed(changed.first().copied().unwrap_or(0)),
             None => Outcome::RolledBack,
         };
-        let _ = task.reply.send(outcome);
+        task.answer(outcome);
     }
 }
 

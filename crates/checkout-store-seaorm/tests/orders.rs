@@ -696,6 +696,34 @@ async fn order_with_events(db: &TestDb, seq: u64) -> Order {
     order
 }
 
+both!(a_mark_publishes_exactly_the_events_it_names, |db| {
+    let a = order_with_events(&db, 1).await; // events 1..4
+    let b = order_with_events(&db, 2).await;
+    let now = t0() + secs(100);
+    assert_eq!(db.store.claim_batch(100, now, 30).await.unwrap().len(), 8);
+    let key = |order: &Order, sequence| OutboxKey {
+        order_id: order.id(),
+        sequence,
+    };
+    // Runs with gaps, named in no order: a's 1, 2 and 4, b's 2 and 3.
+    let marked = [key(&a, 4), key(&b, 3), key(&a, 1), key(&b, 2), key(&a, 2)];
+    db.store.mark_published(&marked, now).await.unwrap();
+    assert_eq!(db.store.stats(now).await.unwrap().pending, 3);
+    // Once the claim's lease is over, what is left comes again.
+    let mut left: Vec<_> = db
+        .store
+        .claim_batch(100, now + secs(31), 30)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.order_id, r.sequence))
+        .collect();
+    left.sort_unstable();
+    let mut expected = vec![(a.id(), 3), (b.id(), 1), (b.id(), 4)];
+    expected.sort_unstable();
+    assert_eq!(left, expected);
+});
+
 both!(
     outbox_claims_in_order_and_respects_leases_retries_and_parking,
     |db| {
