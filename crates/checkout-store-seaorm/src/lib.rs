@@ -480,10 +480,7 @@ impl SeaOrmStore {
     /// or when it failed there, it runs on the SeaORM writer inside the
     /// write gate, which also gives a failure its precise error.
     async fn exec_write(&self, statement: sea_orm::Statement) -> Result<u64, DbErr> {
-        if let Some(changed) = self
-            .on_ledger_thread(std::slice::from_ref(&statement))
-            .await
-        {
+        if let Some(changed) = self.on_ledger_thread(vec![statement.clone()]).await {
             return Ok(changed);
         }
         let _gate = self.gate.enter().await;
@@ -494,17 +491,15 @@ impl SeaOrmStore {
     /// next group. The rows they changed once committed; `None` when there
     /// is no ledger thread or nothing was committed (the caller then writes
     /// the SeaORM way).
-    async fn on_ledger_thread(&self, statements: &[sea_orm::Statement]) -> Option<u64> {
+    async fn on_ledger_thread(&self, statements: Vec<sea_orm::Statement>) -> Option<u64> {
         let ledger = self.sqlite_ledger.as_ref()?;
         let statements = statements
-            .iter()
+            .into_iter()
             .map(|statement| {
-                let values = statement
-                    .values
-                    .as_ref()
-                    .map(|v| v.0.clone())
-                    .unwrap_or_default();
-                (statement.sql.clone(), values)
+                (
+                    statement.sql,
+                    statement.values.map(|v| v.0).unwrap_or_default(),
+                )
             })
             .collect();
         match ledger

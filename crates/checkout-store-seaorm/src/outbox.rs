@@ -363,9 +363,9 @@ impl OutboxStore for SeaOrmStore {
         if events.is_empty() {
             return Ok(());
         }
-        let on_ledger = self.db_backend() == DbBackend::Sqlite
+        let on_ledger = self.sqlite_ledger.is_some()
             && self
-                .on_ledger_thread(&self.published_runs(events, at))
+                .on_ledger_thread(self.published_runs(events, at))
                 .await
                 .is_some();
         if !on_ledger {

@@ -213,18 +213,16 @@ impl WalFile {
         if self.held.is_empty() {
             return ffi::SQLITE_OK;
         }
-        let held = std::mem::take(&mut self.held);
-        let rc = self.pass_on(&held, self.held_at);
+        let rc = self.pass_on(&self.held, self.held_at);
         // The buffer is kept for the next commit. Written or not, its
         // bytes were writes SQLite asked for; if this failed, SQLite sees
         // the failure and rolls back.
-        self.held = held;
         self.held.clear();
         rc
     }
 
     /// One write to the default VFS's file.
-    fn pass_on(&mut self, data: &[u8], at: i64) -> c_int {
+    fn pass_on(&self, data: &[u8], at: i64) -> c_int {
         let Some(write) = self.methods().xWrite else {
             return ffi::SQLITE_IOERR_WRITE;
         };
