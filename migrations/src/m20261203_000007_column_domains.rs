@@ -6,7 +6,7 @@
 //! compiles it; nothing carries over to the next statement. `orders` had
 //! fifteen, and an order writes it twice: about 0.4 ms of the server's CPU
 //! a statement on the project's machine, a tenth of all it spends on an
-//! order (docs/performance.md, "PostgreSQL's server CPU by function"). A
+//! order (docs/perf/history.md, "PostgreSQL's server CPU by function"). A
 //! domain's check is compiled once per session and kept in the type cache,
 //! and only the columns a statement assigns are checked. The rules are the
 //! same, value for value, and a value that breaks one is refused with the

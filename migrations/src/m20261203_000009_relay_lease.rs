@@ -5,7 +5,7 @@
 //! after its insert: a lease (`claimed_until`, so that concurrent relays
 //! split the backlog) and then the published mark. The lease was a fifth
 //! to a third of the relay's cost, and the relay an eighth of SQLite's
-//! throughput (docs/performance.md). Now a relay instance holds the
+//! throughput (docs/perf/history.md). Now a relay instance holds the
 //! outbox's lease in `relay_leases` — taken when it lapses, renewed when
 //! half of it has run, one small write every quarter of a minute while
 //! there is work — and hands out events without writing them; within a
