@@ -129,4 +129,13 @@ impl EventEnvelope {
     pub fn to_json(&self) -> serde_json::Value {
         serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
     }
+
+    /// The same document as text, written straight from the envelope: what
+    /// an outbox stores. Going through [`Self::to_json`]'s tree first built
+    /// and freed a map node and a string per field, for every event of
+    /// every order. Fails only when a time is outside RFC 3339's range
+    /// (years 0–9999).
+    pub fn to_json_text(&self) -> Result<String, serde_json::Error> {
+        serde_json::to_string(self)
+    }
 }

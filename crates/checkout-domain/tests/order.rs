@@ -98,6 +98,14 @@ fn paying_raises_state_changed_and_completed_with_the_seed_payload() {
     assert_eq!(json["data"]["customer_id"], "cust-42");
     assert_eq!(json["data"]["items"][0]["unit_price"], "12.50");
     assert_eq!(json["sequence"], 6);
+    // The text an outbox stores is the same document.
+    for event in &change.events {
+        let text = event.to_json_text().unwrap();
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&text).unwrap(),
+            event.to_json()
+        );
+    }
     // Sequences are consecutive and ids unique.
     assert_eq!(change.events[0].sequence + 1, change.events[1].sequence);
     assert_ne!(change.events[0].id, change.events[1].id);

@@ -32,7 +32,7 @@
 //! write in progress to end instead of failing against it: with SQLite's
 //! own lock and no busy timeout it found a writer mid-transaction most of
 //! the time, did a passive pass instead, and the WAL grew to several times
-//! its bound between the restarts that got through (docs/performance.md).
+//! its bound between the restarts that got through (docs/perf/history.md).
 
 use std::fs::File;
 use std::sync::{Mutex, PoisonError, mpsc as std_mpsc};

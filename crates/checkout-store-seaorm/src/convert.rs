@@ -11,13 +11,11 @@ use checkout_domain::{
     OrderLine, OrderSnapshot, OrderState, Payment, PaymentStatus, Quantity, RefundId,
     ReservationId, ReservationRef, ReservationStatus, TaxRate,
 };
-use checkout_ports::{
-    OutboxRecord, Refund, RefundRecordStatus, RepositoryError, ReservationLine, StockItem,
-};
+use checkout_ports::{Refund, RefundRecordStatus, RepositoryError, ReservationLine, StockItem};
 use rust_decimal::Decimal;
 use sea_orm::Value;
 
-use crate::entity::{audit_log, order_items, orders, outbox, refunds, reservation_items, stock};
+use crate::entity::{audit_log, order_items, orders, refunds, reservation_items, stock};
 use crate::sql::{from_micros, micros};
 
 /// Corrupt or unreadable stored data.
@@ -166,15 +164,21 @@ pub(crate) fn audit_row(a: &AuditEntry) -> Vec<Value> {
 }
 
 /// One `outbox` row: the envelope's JSON is what consumers receive.
-pub(crate) fn outbox_row(e: &EventEnvelope) -> Vec<Value> {
-    vec![
+pub(crate) fn outbox_row(e: &EventEnvelope) -> Result<Vec<Value>, RepositoryError> {
+    let payload = e.to_json_text().map_err(|err| {
+        RepositoryError::Unexpected(format!(
+            "event {} of order {}: {err}",
+            e.sequence, e.order_id
+        ))
+    })?;
+    Ok(vec![
         e.id.as_uuid().into(),
         e.order_id.as_uuid().into(),
         i64::from(e.sequence).into(),
         e.event_type().into(),
-        json_text(&e.to_json()).into(),
+        payload.into(),
         micros(e.occurred_at).into(),
-    ]
+    ])
 }
 
 /// The order's current payment, as a `payment_attempts` row.
@@ -290,19 +294,6 @@ pub(crate) fn audit_entry(row: &audit_log::Model) -> Result<AuditEntry, Reposito
             .map_err(|e| corrupt(format!("audit metadata: {e}")))?,
         actor: row.actor.clone(),
         at: instant(row.at)?,
-    })
-}
-
-pub(crate) fn outbox_record(row: &outbox::Model) -> Result<OutboxRecord, RepositoryError> {
-    Ok(OutboxRecord {
-        id: checkout_domain::EventId::from_uuid(row.id),
-        order_id: OrderId::from_uuid(row.order_id),
-        sequence: u32::try_from(row.sequence).map_err(corrupt)?,
-        event_type: row.event_type.clone(),
-        payload: serde_json::from_str(&row.payload)
-            .map_err(|e| corrupt(format!("outbox payload: {e}")))?,
-        occurred_at: instant(row.occurred_at)?,
-        attempts: u32::try_from(row.attempts).map_err(corrupt)?,
     })
 }
 

@@ -92,33 +92,6 @@ pub(crate) mod audit_log {
     impl ActiveModelBehavior for ActiveModel {}
 }
 
-pub(crate) mod outbox {
-    use sea_orm::entity::prelude::*;
-
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
-    #[sea_orm(table_name = "outbox")]
-    pub struct Model {
-        pub id: Uuid,
-        #[sea_orm(primary_key, auto_increment = false)]
-        pub order_id: Uuid,
-        #[sea_orm(primary_key, auto_increment = false)]
-        pub sequence: i64,
-        pub event_type: String,
-        pub payload: String,
-        pub occurred_at: i64,
-        pub published_at: Option<i64>,
-        pub attempts: i64,
-        pub last_error: Option<String>,
-        pub parked_at: Option<i64>,
-        pub next_attempt_at: Option<i64>,
-    }
-
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-
-    impl ActiveModelBehavior for ActiveModel {}
-}
-
 pub(crate) mod refunds {
     use sea_orm::entity::prelude::*;
 

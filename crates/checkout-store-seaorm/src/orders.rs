@@ -17,7 +17,6 @@ use checkout_ports::{NewRefund, OrderPage, OrderQuery, OrderRepository, Refund, 
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Select,
-    Value,
 };
 use time::OffsetDateTime;
 use tracing::{debug, instrument};
@@ -134,8 +133,7 @@ impl SeaOrmStore {
                 )
                 .rows(items);
         }
-        Self::push_changes(batch, order, changes);
-        Ok(())
+        Self::push_changes(batch, order, changes)
     }
 
     /// What a failed create means: a taken order id is `Duplicate`.
@@ -190,8 +188,7 @@ impl SeaOrmStore {
             .push(&format!(
                 " RETURNING CAST({ORDER_SAVED} AS BIGINT) AS marker"
             ));
-        Self::push_changes(batch, order, changes);
-        Ok(())
+        Self::push_changes(batch, order, changes)
     }
 
     /// Why a save's compare-and-set matched no row (the cold path): the
@@ -268,7 +265,11 @@ impl SeaOrmStore {
 
     /// The audit entries and outbox events of `changes` (one multi-row
     /// insert each), then the order's current payment attempt (upsert).
-    fn push_changes(batch: &mut Batch, order: &Order, changes: &[OrderChange]) {
+    fn push_changes(
+        batch: &mut Batch,
+        order: &Order,
+        changes: &[OrderChange],
+    ) -> Result<(), RepositoryError> {
         if !changes.is_empty() {
             batch
                 .write()
@@ -278,10 +279,10 @@ impl SeaOrmStore {
                 )
                 .rows(changes.iter().map(|c| convert::audit_row(&c.audit)));
         }
-        let events: Vec<Vec<Value>> = changes
+        let events = changes
             .iter()
             .flat_map(|c| c.events.iter().map(convert::outbox_row))
-            .collect();
+            .collect::<Result<Vec<_>, _>>()?;
         if !events.is_empty() {
             batch
                 .write()
@@ -308,6 +309,7 @@ impl SeaOrmStore {
                      updated_at = excluded.updated_at",
                 );
         }
+        Ok(())
     }
 
     async fn find_orders(

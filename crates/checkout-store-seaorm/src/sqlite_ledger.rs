@@ -374,7 +374,7 @@ fn run_checked(db: &Connection, tasks: &[Task]) -> Result<Vec<u64>, String> {
 /// by walking a list — quadratic in the number of parameters. The relay's
 /// claims and marks carry two per event, up to 400, and those look-ups
 /// were about half of what relaying cost the ledger thread
-/// (docs/performance.md). Done here, on the requesting task, not on the
+/// (docs/perf/history.md). Done here, on the requesting task, not on the
 /// ledger thread.
 fn numbered_placeholders(text: &str) -> String {
     // From one `$`, quote or closing quote to the next, copying the text
