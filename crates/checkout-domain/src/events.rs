@@ -125,7 +125,8 @@ impl EventEnvelope {
         self.event.event_type()
     }
 
-    /// The JSON document published to the broker.
+    /// The JSON document published to the broker; `Null` in the one case
+    /// where [`Self::to_json_text`] fails.
     pub fn to_json(&self) -> serde_json::Value {
         serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
     }
@@ -133,8 +134,8 @@ impl EventEnvelope {
     /// The same document as text, written straight from the envelope: what
     /// an outbox stores. Going through [`Self::to_json`]'s tree first built
     /// and freed a map node and a string per field, for every event of
-    /// every order. Fails only when a time is outside RFC 3339's range
-    /// (years 0–9999).
+    /// every order. Fails only for a time RFC 3339 cannot spell (a year
+    /// outside 0–9999).
     pub fn to_json_text(&self) -> Result<String, serde_json::Error> {
         serde_json::to_string(self)
     }

@@ -265,6 +265,7 @@ impl SeaOrmStore {
 
     /// The audit entries and outbox events of `changes` (one multi-row
     /// insert each), then the order's current payment attempt (upsert).
+    /// Fails, writing nothing, when an event cannot be written as JSON.
     fn push_changes(
         batch: &mut Batch,
         order: &Order,
