@@ -483,6 +483,13 @@ impl SeaOrmStore {
         if let Some(changed) = self.on_ledger_thread(vec![statement.clone()]).await {
             return Ok(changed);
         }
+        self.exec_on_writer(statement).await
+    }
+
+    /// Runs one writing statement on the SeaORM writer inside the write
+    /// gate: [`Self::exec_write`]'s way when the ledger thread is absent or
+    /// has already refused the write.
+    async fn exec_on_writer(&self, statement: sea_orm::Statement) -> Result<u64, DbErr> {
         let _gate = self.gate.enter().await;
         Ok(self.writer.execute_raw(statement).await?.rows_affected())
     }

@@ -79,7 +79,7 @@ struct Candidate {
     order_id: Uuid,
     sequence: i64,
     event_type: String,
-    #[serde(deserialize_with = "json_text")]
+    #[serde(deserialize_with = "json_from_text")]
     payload: serde_json::Value,
     occurred_at: i64,
     attempts: i64,
@@ -128,7 +128,9 @@ struct CandidateBatch {
 /// Embedding the document itself instead (`json(payload)` in the batch)
 /// spared this step but cost SQLite's reader as much again in parsing it
 /// (docs/performance.md).
-fn json_text<'de, D: serde::Deserializer<'de>>(text: D) -> Result<serde_json::Value, D::Error> {
+fn json_from_text<'de, D: serde::Deserializer<'de>>(
+    text: D,
+) -> Result<serde_json::Value, D::Error> {
     let text = String::deserialize(text)?;
     serde_json::from_str(&text).map_err(serde::de::Error::custom)
 }
@@ -415,7 +417,11 @@ impl OutboxStore for SeaOrmStore {
                 .await
                 .is_some();
         if !on_ledger {
-            self.exec_write(self.published(events, at)).await.repo()?;
+            // Not through `exec_write`: the ledger thread, when there is
+            // one, has just refused these events.
+            self.exec_on_writer(self.published(events, at))
+                .await
+                .repo()?;
         }
         self.relay.settled(events.iter().map(key_values)).await;
         Ok(())
