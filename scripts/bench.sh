@@ -86,13 +86,16 @@ trap '[ -z "$PID" ] || kill -TERM "$PID" 2>/dev/null || true' EXIT
 # measure_step LOAD_ARGS...: a second's warm-up of its own, then the step
 # itself, so that the CPU counted is the CPU of exactly the orders counted.
 # Sets STEP_LINE (the load generator's JSON), STEP_STEAL (%), STEP_BUSY and
-# STEP_SVC (the machine's and the service's CPU time, ms).
+# STEP_SVC (the machine's and the service's CPU time, ms). With STEP_TIMELINE
+# set, the step also writes every request's due time, send lag and latency
+# there (`--timeline`), which shows when the tail happened.
 measure_step() {
   "$LOAD" --url "$URL" --books 1000 "$@" --duration 1 --warmup 0 --json >/dev/null
   local snap svc0
   snap=$(cpu_snap)
   svc0=$(cpu_ms "$PID")
-  STEP_LINE=$("$LOAD" --url "$URL" --books 1000 "$@" --duration "$SECS" --warmup 0 --json)
+  STEP_LINE=$("$LOAD" --url "$URL" --books 1000 "$@" --duration "$SECS" --warmup 0 --json \
+    ${STEP_TIMELINE:+--timeline "$STEP_TIMELINE"})
   STEP_STEAL=$(steal_since "$snap")
   STEP_BUSY=$(busy_ms_since "$snap")
   STEP_SVC=$(( $(cpu_ms "$PID") - svc0 ))
@@ -142,7 +145,7 @@ sweep() {
   local peak
   peak=$(python3 -c "import json,sys; print(max(json.loads(l)['orders_per_s'] for l in open('$RESULTS') if json.loads(l)['db']=='$label' and json.loads(l)['mode']=='closed-loop'))")
   local rate; rate=$(python3 -c "print(round($peak*0.8))")
-  measure_step --concurrency 64 --rate "$rate"
+  STEP_TIMELINE="$OUT/$label-fixed-rate-timeline.csv" measure_step --concurrency 64 --rate "$rate"
   echo "    fixed rate $rate/s (steal $STEP_STEAL %, CPU $STEP_BUSY ms, service $STEP_SVC ms): $STEP_LINE"
   stop_service
   step_row "$label" null "$rate" "$STEP_STEAL" "$STEP_BUSY" "$STEP_SVC" "$STEP_LINE" >>"$RESULTS"

@@ -29,6 +29,38 @@ if ceilings:
     lines.append("Ceilings, before / after each sweep (the ratios use the higher): " + "; ".join(
         f"{db} {b:.0f} / {a:.0f} orders/s" + (f", the higher at {cpu:.2f} ms of CPU an order" if cpu else "")
         for db, ((b, a), cpu) in ceilings.items()))
+
+
+def timeline_summary(path):
+    """When the fixed-rate step's slow requests happened: its requests in
+    100-ms windows by due time. A periodic stall shows as a few windows far
+    above the rest; a queue that builds, as long runs of slow windows."""
+    windows = {}
+    with open(path) as f:
+        next(f, None)
+        for line in f:
+            due, _lag, latency = (int(x) for x in line.split(","))
+            windows.setdefault(due // 100_000, []).append(latency / 1000)
+    if not windows:
+        return None
+    slow = {k for k, v in windows.items() if max(v) > 20}
+    longest = run = 0
+    for k in sorted(windows):
+        run = run + 1 if k in slow and (k - 1) in slow else (1 if k in slow else 0)
+        longest = max(longest, run)
+    medians = sorted(sorted(v)[len(v) // 2] for v in windows.values())
+    return (f"{len(slow)} of {len(windows)} 100-ms windows held a request over 20 ms, "
+            f"the longest run of them {longest} windows; the windows' medians ranged "
+            f"{medians[0]:.1f}–{medians[-1]:.1f} ms (median of them {medians[len(medians) // 2]:.1f} ms)")
+
+
+for db in sorted({r["db"] for r in rows}):
+    path = out / f"{db}-fixed-rate-timeline.csv"
+    if path.exists():
+        summary = timeline_summary(path)
+        if summary:
+            lines.append("")
+            lines.append(f"{db}, the fixed-rate step in time: {summary}")
 table = "\n".join(lines)
 (out / "results.md").write_text(table + "\n")
 print(table)

@@ -59,6 +59,12 @@ struct Args {
     /// Print one JSON document instead of text.
     #[arg(long)]
     json: bool,
+    /// Also write every measured request to this CSV file: when it was due
+    /// (µs after measuring began), how late it left and its latency (µs).
+    /// Percentiles say how long the tail is; this says when it happened,
+    /// which tells a periodic stall from a queue that grows.
+    #[arg(long)]
+    timeline: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Serialize)]
@@ -112,6 +118,40 @@ struct Tally {
     send_lag: Histogram<u64>,
     statuses: BTreeMap<u16, u64>,
     errors: u64,
+    /// With `--timeline`: (due, send lag, latency) of each measured request.
+    timeline: Option<Vec<TimelineRow>>,
+}
+
+/// One request of `--timeline`, in microseconds.
+#[derive(Debug, Clone, Copy)]
+struct TimelineRow {
+    due: u64,
+    lag: u64,
+    latency: u64,
+}
+
+impl Tally {
+    fn timeline_row(&mut self, due: u64, lag: u64, latency: u64) {
+        if let Some(rows) = &mut self.timeline {
+            rows.push(TimelineRow { due, lag, latency });
+        }
+    }
+}
+
+/// Writes `--timeline`'s CSV, rows in the order the requests were due.
+fn write_timeline(path: &std::path::Path, rows: &[TimelineRow]) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut sorted = rows.to_vec();
+    sorted.sort_by_key(|r| r.due);
+    let file =
+        std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+    let mut out = std::io::BufWriter::new(file);
+    writeln!(out, "due_us,send_lag_us,latency_us")?;
+    for r in &sorted {
+        writeln!(out, "{},{},{}", r.due, r.lag, r.latency)?;
+    }
+    out.flush()?;
+    Ok(())
 }
 
 const BOOK_PRICE: &str = "12.50";
@@ -216,12 +256,19 @@ fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX).max(1)
 }
 
-fn record(t: &mut Tally, started: Instant, outcome: Result<u16, ()>) {
-    let _ = t.hist.record(micros(started.elapsed()));
+/// Whole microseconds from `from` to `at` (0 when `at` is earlier).
+fn since(from: Instant, at: Instant) -> u64 {
+    u64::try_from(at.saturating_duration_since(from).as_micros()).unwrap_or(u64::MAX)
+}
+
+fn record(t: &mut Tally, started: Instant, outcome: Result<u16, ()>) -> u64 {
+    let latency = micros(started.elapsed());
+    let _ = t.hist.record(latency);
     match outcome {
         Ok(s) => *t.statuses.entry(s).or_default() += 1,
         Err(()) => t.errors += 1,
     }
+    latency
 }
 
 // One thread: the generator shares the machine with the service it
@@ -241,6 +288,7 @@ async fn main() -> anyhow::Result<()> {
         send_lag: Histogram::new_with_bounds(1, 60_000_000, 3)?,
         statuses: BTreeMap::new(),
         errors: 0,
+        timeline: args.timeline.as_ref().map(|_| Vec::new()),
     }));
     let measuring = Arc::new(AtomicBool::new(false));
     let warmup = Duration::from_secs_f64(args.warmup);
@@ -267,7 +315,10 @@ async fn main() -> anyhow::Result<()> {
                         let t0 = Instant::now();
                         let outcome = one_order(&mut conn, &orders, &args, &mut rng).await;
                         if measuring.load(Ordering::Relaxed) || t0 >= measure_from {
-                            record(&mut *tally.lock().await, t0, outcome);
+                            let mut tally = tally.lock().await;
+                            let latency = record(&mut tally, t0, outcome);
+                            let due = since(measure_from, t0);
+                            tally.timeline_row(due, 0, latency);
                         }
                     }
                 }));
@@ -308,7 +359,9 @@ async fn main() -> anyhow::Result<()> {
                         // Latency from the scheduled send time.
                         let mut tally = tally.lock().await;
                         let _ = tally.send_lag.record(micros(lag));
-                        record(&mut tally, scheduled, outcome);
+                        let latency = record(&mut tally, scheduled, outcome);
+                        let due = since(measure_from, scheduled);
+                        tally.timeline_row(due, micros(lag), latency);
                     }
                 }));
                 n += 1;
@@ -322,6 +375,9 @@ async fn main() -> anyhow::Result<()> {
     }
     let elapsed = run.as_secs_f64();
     let t = tally.lock().await;
+    if let (Some(path), Some(rows)) = (&args.timeline, &t.timeline) {
+        write_timeline(path, rows)?;
+    }
     let requests = t.hist.len();
     let unexpected: u64 = t
         .statuses
@@ -384,4 +440,57 @@ async fn main() -> anyhow::Result<()> {
         std::process::exit(1);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn the_timeline_lists_requests_in_the_order_they_were_due() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("timeline.csv");
+        let rows = [
+            TimelineRow {
+                due: 2_000,
+                lag: 15,
+                latency: 4_100,
+            },
+            TimelineRow {
+                due: 0,
+                lag: 3,
+                latency: 900,
+            },
+            TimelineRow {
+                due: 1_000,
+                lag: 0,
+                latency: 25_000,
+            },
+        ];
+        write_timeline(&path, &rows).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "due_us,send_lag_us,latency_us\n0,3,900\n1000,0,25000\n2000,15,4100\n"
+        );
+    }
+
+    #[test]
+    fn a_tally_keeps_a_timeline_only_when_asked() {
+        let tally = |timeline| Tally {
+            hist: Histogram::new_with_bounds(1, 60_000_000, 3).unwrap(),
+            send_lag: Histogram::new_with_bounds(1, 60_000_000, 3).unwrap(),
+            statuses: BTreeMap::new(),
+            errors: 0,
+            timeline,
+        };
+        let mut without = tally(None);
+        without.timeline_row(1, 2, 3);
+        assert!(without.timeline.is_none());
+        let mut with = tally(Some(Vec::new()));
+        with.timeline_row(1, 2, 3);
+        with.timeline_row(4, 5, 6);
+        assert_eq!(with.timeline.unwrap().len(), 2);
+    }
 }
