@@ -160,6 +160,10 @@ pub struct WorkersConfig {
     pub sweep_interval_ms: u64,
     pub reconcile_interval_ms: u64,
     pub confirm_interval_ms: u64,
+    /// The outbox relay's longest pause: after a pass that found nothing,
+    /// or when a batch takes longer than this to gather. Under load the
+    /// relay paces itself to the rate events arrive at, a batch a pass
+    /// (`OutboxRelay::run_paced`).
     pub relay_interval_ms: u64,
     pub relay_batch: u32,
     pub relay_max_attempts: u32,

@@ -505,15 +505,11 @@ fn spawn_workers(
         },
     )));
     let relay = workers.relay.clone();
-    tasks.push(tokio::spawn(run_until_cancelled(
-        "relay",
-        ms(w.relay_interval_ms),
-        token.clone(),
-        move || {
-            let r = relay.clone();
-            async move { r.run_once().await }
-        },
-    )));
+    let relay_token = token.clone();
+    let relay_idle = ms(w.relay_interval_ms);
+    tasks.push(tokio::spawn(async move {
+        relay.run_paced(relay_idle, relay_token).await;
+    }));
     let purger = workers.purger.clone();
     tasks.push(tokio::spawn(run_until_cancelled(
         "purger",

@@ -245,3 +245,49 @@ async fn two_relays_at_once_publish_everything_in_order() {
     );
     assert_eq!(store.stats(T0).await.unwrap().pending, 0);
 }
+
+#[tokio::test]
+async fn the_paced_relay_publishes_what_arrives_and_stops_when_cancelled() {
+    let store = MemoryStore::new();
+    let sink = Arc::new(ScriptedSink::default());
+    let clock = Arc::new(FixedClock(Mutex::new(T0)));
+    let r = Arc::new(relay(&store, sink.clone(), clock, 3));
+    let token = tokio_util::sync::CancellationToken::new();
+    let running = tokio::spawn({
+        let (r, token) = (r.clone(), token.clone());
+        async move { r.run_paced(Duration::from_millis(5), token).await }
+    });
+    // Orders written while it runs: their events go out, in full batches
+    // and after its pauses, each order's in sequence.
+    let mut orders = Vec::new();
+    for _ in 0..4 {
+        orders.push(order_with_events(&store).await);
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let events = store.outbox_events().len();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while sink.published.lock().unwrap().len() < events {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "events not relayed: {:?}",
+            sink.published.lock().unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    token.cancel();
+    tokio::time::timeout(Duration::from_secs(10), running)
+        .await
+        .expect("the relay stops once cancelled")
+        .unwrap();
+    let published = sink.published.lock().unwrap().clone();
+    assert_eq!(published.len(), events, "each event once: {published:?}");
+    for order in orders {
+        let n = store
+            .outbox_events()
+            .iter()
+            .filter(|e| e.order_id == order)
+            .count() as u32;
+        assert_eq!(sequences_of(&published, order), (1..=n).collect::<Vec<_>>());
+    }
+    assert_eq!(store.stats(T0).await.unwrap().pending, 0);
+}
