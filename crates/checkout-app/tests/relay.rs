@@ -115,6 +115,15 @@ fn relay(
     )
 }
 
+/// How many events the store holds for `order`.
+fn events_of(store: &MemoryStore, order: OrderId) -> u32 {
+    store
+        .outbox_events()
+        .iter()
+        .filter(|e| e.order_id == order)
+        .count() as u32
+}
+
 fn sequences_of(published: &[(OrderId, u32)], order: OrderId) -> Vec<u32> {
     published
         .iter()
@@ -133,11 +142,7 @@ async fn publishes_every_order_in_sequence() {
     let r = relay(&store, sink.clone(), clock, 100);
     r.run_once().await.unwrap();
     let published = sink.published.lock().unwrap().clone();
-    let n = store
-        .outbox_events()
-        .iter()
-        .filter(|e| e.order_id == a)
-        .count() as u32;
+    let n = events_of(&store, a);
     assert_eq!(sequences_of(&published, a), (1..=n).collect::<Vec<_>>());
     assert_eq!(sequences_of(&published, b), (1..=n).collect::<Vec<_>>());
     assert_eq!(store.stats(T0).await.unwrap().pending, 0);
@@ -162,11 +167,7 @@ async fn a_broker_outage_loses_nothing_and_keeps_order() {
     sink.unavailable_for.lock().unwrap().clear();
     clock.advance(Duration::from_secs(31));
     r.run_once().await.unwrap();
-    let n = store
-        .outbox_events()
-        .iter()
-        .filter(|e| e.order_id == a)
-        .count() as u32;
+    let n = events_of(&store, a);
     assert_eq!(
         sequences_of(&sink.published.lock().unwrap(), a),
         (1..=n).collect::<Vec<_>>()
@@ -282,11 +283,7 @@ async fn the_paced_relay_publishes_what_arrives_and_stops_when_cancelled() {
     let published = sink.published.lock().unwrap().clone();
     assert_eq!(published.len(), events, "each event once: {published:?}");
     for order in orders {
-        let n = store
-            .outbox_events()
-            .iter()
-            .filter(|e| e.order_id == order)
-            .count() as u32;
+        let n = events_of(&store, order);
         assert_eq!(sequences_of(&published, order), (1..=n).collect::<Vec<_>>());
     }
     assert_eq!(store.stats(T0).await.unwrap().pending, 0);
