@@ -38,25 +38,50 @@ pub async fn run_until_cancelled<F, Fut>(
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<bool, AppError>>,
 {
+    run_with_pauses(name, interval, token, move || {
+        let more = pass();
+        async move {
+            Ok(if more.await? {
+                Duration::ZERO
+            } else {
+                interval
+            })
+        }
+    })
+    .await;
+}
+
+/// Runs `pass` until `token` is cancelled, waiting after each pass for as
+/// long as the pass asks (zero: again at once, after letting other tasks
+/// run). A failed pass is logged and counted, and followed by `idle`.
+async fn run_with_pauses<F, Fut>(
+    name: &'static str,
+    idle: Duration,
+    token: CancellationToken,
+    mut pass: F,
+) where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Duration, AppError>>,
+{
     loop {
-        let more = match pass().await {
-            Ok(more) => more,
+        let pause = match pass().await {
+            Ok(pause) => pause,
             Err(e) => {
                 warn!(worker = name, error = %e, "worker pass failed");
                 m::worker_error(name);
-                false
+                idle
             }
         };
         if token.is_cancelled() {
             break;
         }
-        if more {
+        if pause.is_zero() {
             tokio::task::yield_now().await;
             continue;
         }
         tokio::select! {
             _ = token.cancelled() => break,
-            _ = tokio::time::sleep(interval) => {}
+            _ = tokio::time::sleep(pause) => {}
         }
     }
     debug!(worker = name, "worker stopped");
@@ -264,35 +289,16 @@ impl OutboxRelay {
     /// (docs/performance.md).
     pub async fn run_paced(&self, idle: Duration, token: CancellationToken) {
         let mut previous = Instant::now();
-        loop {
+        run_with_pauses("relay", idle, token, || {
             let started = Instant::now();
-            let pause = match self.pass().await {
-                Ok(pass) => pass.pause(
-                    self.settings.batch,
-                    started.saturating_duration_since(previous),
-                    started.elapsed(),
-                    idle,
-                ),
-                Err(e) => {
-                    warn!(worker = "relay", error = %e, "worker pass failed");
-                    m::worker_error("relay");
-                    idle
-                }
-            };
+            let window = started.saturating_duration_since(previous);
             previous = started;
-            if token.is_cancelled() {
-                break;
+            async move {
+                let pass = self.pass().await?;
+                Ok(pass.pause(self.settings.batch, window, started.elapsed(), idle))
             }
-            if pause.is_zero() {
-                tokio::task::yield_now().await;
-                continue;
-            }
-            tokio::select! {
-                _ = token.cancelled() => break,
-                _ = tokio::time::sleep(pause) => {}
-            }
-        }
-        debug!(worker = "relay", "worker stopped");
+        })
+        .await;
     }
 
     /// One pass: claims, publishes and marks; what it found.

@@ -7,6 +7,12 @@
 use sea_orm::{ConnectionTrait, DbBackend, DbErr, QueryResult, Statement, Value};
 use time::OffsetDateTime;
 
+/// Appends the placeholder of the `n`th value, `$n`.
+fn push_placeholder(text: &mut String, n: usize) {
+    text.push('$');
+    text.push_str(itoa::Buffer::new().format(n));
+}
+
 /// A statement being built: SQL text and the values its `$n` refer to.
 #[derive(Debug, Default)]
 pub(crate) struct Sql {
@@ -34,16 +40,16 @@ impl Sql {
     /// about a tenth of the HTTP worker's CPU (docs/performance.md).
     pub(crate) fn bind(&mut self, value: impl Into<Value>) -> &mut Self {
         self.values.push(value.into());
-        self.text.push('$');
-        self.text
-            .push_str(itoa::Buffer::new().format(self.values.len()));
+        push_placeholder(&mut self.text, self.values.len());
         self
     }
 
     /// Binds a value and returns its placeholder (to use more than once).
     pub(crate) fn param(&mut self, value: impl Into<Value>) -> String {
         self.values.push(value.into());
-        format!("${}", self.values.len())
+        let mut placeholder = String::with_capacity(4);
+        push_placeholder(&mut placeholder, self.values.len());
+        placeholder
     }
 
     /// Appends `(v1, v2, …)` with every value bound.
