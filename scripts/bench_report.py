@@ -46,7 +46,8 @@ def timeline_summary(path):
     slow = {k for k, v in windows.items() if max(v) > 20}
     longest = run = 0
     for k in sorted(windows):
-        run = run + 1 if k in slow and (k - 1) in slow else (1 if k in slow else 0)
+        # A run continues only across adjacent windows (an empty one breaks it).
+        run = (run + 1 if k - 1 in slow else 1) if k in slow else 0
         longest = max(longest, run)
     medians = sorted(sorted(v)[len(v) // 2] for v in windows.values())
     return (f"{len(slow)} of {len(windows)} 100-ms windows held a request over 20 ms, "

@@ -123,7 +123,7 @@ struct Tally {
 }
 
 /// One request of `--timeline`, in microseconds.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct TimelineRow {
     due: u64,
     lag: u64,
@@ -491,6 +491,20 @@ mod tests {
         let mut with = tally(Some(Vec::new()));
         with.timeline_row(1, 2, 3);
         with.timeline_row(4, 5, 6);
-        assert_eq!(with.timeline.unwrap().len(), 2);
+        assert_eq!(
+            with.timeline.unwrap(),
+            [
+                TimelineRow {
+                    due: 1,
+                    lag: 2,
+                    latency: 3
+                },
+                TimelineRow {
+                    due: 4,
+                    lag: 5,
+                    latency: 6
+                },
+            ]
+        );
     }
 }
