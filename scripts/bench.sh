@@ -11,9 +11,15 @@
 # an order cost the machine (and the service alone): unlike orders/s, that
 # barely moves with the steal, so it compares runs that orders/s cannot.
 #
+# Before each database's sweep a CPU probe (scripts/cpu_probe.py) says how
+# steady the machine was: machines of this kind run slower for stretches of
+# up to a few hundred milliseconds without reporting steal, and a fixed rate
+# at 80 % of the peak is more than such a stretch can carry.
+#
 # Environment: BENCH_SECONDS (per step, default 10), BENCH_CONCURRENCY
 # (default "1 4 16 64"), BENCH_OUT (default bench-results/), BENCH_ANALYZE
-# (default 1: analyse a PostgreSQL database's catalog once it is loaded).
+# (default 1: analyse a PostgreSQL database's catalog once it is loaded),
+# BENCH_PROBE_SECONDS (default 10; 0 skips the probe).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -25,6 +31,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/bookverse-checkout/tar
 mkdir -p "$OUT"
 RESULTS="$OUT/results.jsonl"
 : > "$RESULTS"
+rm -f "$OUT"/probe-*.json
 
 echo "==> building (release)"
 cargo build --release -q -p checkout-service -p checkout-load
@@ -119,9 +126,18 @@ print(json.dumps(r))
 PY
 }
 
+# probe LABEL: the machine's steadiness just before LABEL's sweep.
+probe() {
+  local secs=${BENCH_PROBE_SECONDS:-10}
+  [ "$secs" = 0 ] && return 0
+  python3 "$ROOT/scripts/cpu_probe.py" "$secs" >"$OUT/probe-$1.json"
+  echo "    CPU probe: $(cat "$OUT/probe-$1.json")"
+}
+
 # sweep DB_LABEL DB_URL (the ceiling joins its rows afterwards, settle_ceiling)
 sweep() {
   local label=$1 url=$2
+  probe "$label"
   echo "==> $label: service on $url"
   start_service "$url"
   echo "    ready in ${READY_MS} ms"

@@ -62,6 +62,16 @@ for db in sorted({r["db"] for r in rows}):
         if summary:
             lines.append("")
             lines.append(f"{db}, the fixed-rate step in time: {summary}")
+for db in sorted({r["db"] for r in rows}):
+    path = out / f"probe-{db}.json"
+    if path.exists():
+        p = json.loads(path.read_text())
+        slow = (f"slow {p['slow_time_pct']:.1f} % of the time, in {p['slow_stretches']} stretches, "
+                f"the longest {p['longest_slow_ms']} ms, at {p['slow_speed_pct']} % of its usual speed"
+                if p.get("slow_speed_pct") else "never slow")
+        lines.append("")
+        lines.append(f"{db}, the machine before the sweep (`scripts/cpu_probe.py`, {p['seconds']:.0f} s of a "
+                     f"fixed loop timed by its CPU time, {p['waited_pct']:.1f} % of it waiting for a core): {slow}")
 table = "\n".join(lines)
 (out / "results.md").write_text(table + "\n")
 print(table)
