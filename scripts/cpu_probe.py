@@ -33,7 +33,7 @@ def chunk():
 def probe(seconds):
     samples = []  # (CPU seconds, wall seconds) of each chunk
     end = time.perf_counter() + seconds
-    while time.perf_counter() < end:
+    while not samples or time.perf_counter() < end:
         c0, w0 = time.thread_time(), time.perf_counter()
         chunk()
         samples.append((time.thread_time() - c0, time.perf_counter() - w0))
