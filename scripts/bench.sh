@@ -13,7 +13,7 @@
 #
 # Before each database's sweep a CPU probe (scripts/cpu_probe.py) says how
 # steady the machine was: machines of this kind run slower for stretches of
-# up to a few hundred milliseconds without reporting steal, and a fixed rate
+# up to a second without reporting steal, and a fixed rate
 # at 80 % of the peak is more than such a stretch can carry.
 #
 # Environment: BENCH_SECONDS (per step, default 10), BENCH_CONCURRENCY

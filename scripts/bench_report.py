@@ -62,7 +62,6 @@ for db in sorted({r["db"] for r in rows}):
         if summary:
             lines.append("")
             lines.append(f"{db}, the fixed-rate step in time: {summary}")
-for db in sorted({r["db"] for r in rows}):
     path = out / f"probe-{db}.json"
     if path.exists():
         p = json.loads(path.read_text())
