@@ -679,13 +679,13 @@ pub(crate) mod plan_check {
             })
         }
 
-        /// Every node of the plan PostgreSQL makes for `sql` with
-        /// `values`, and the whole plan as text for failure messages.
         /// The database's URL, for a store of the test's own on it.
         pub(crate) fn url(&self) -> String {
             format!("{}/{}", self.server, self.name)
         }
 
+        /// Every node of the plan PostgreSQL makes for `sql` with
+        /// `values`, and the whole plan as text for failure messages.
         pub(crate) async fn plan(&self, sql: &str, values: Vec<Value>) -> (Vec<PlanNode>, String) {
             let row = self
                 .store
