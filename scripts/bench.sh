@@ -13,8 +13,8 @@
 #
 # Before each database's sweep a CPU probe (scripts/cpu_probe.py) says how
 # steady the machine was: machines of this kind run slower for stretches of
-# up to a second without reporting steal, and a fixed rate
-# at 80 % of the peak is more than such a stretch can carry.
+# up to seconds without reporting steal, and a fixed rate at 80 % of the
+# peak is more than such a stretch can carry.
 #
 # Environment: BENCH_SECONDS (per step, default 10), BENCH_CONCURRENCY
 # (default "1 4 16 64"), BENCH_OUT (default bench-results/), BENCH_ANALYZE

@@ -15,7 +15,7 @@ import json
 import sys
 import time
 
-# About 10 ms of work on the project's machines: fine enough to see a
+# About 5 ms of work on the project's machines: fine enough to see a
 # stretch of a few tens of milliseconds, long enough that timing it costs
 # nothing next to it.
 CHUNK = 200_000
